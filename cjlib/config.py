@@ -1,0 +1,53 @@
+"""Configuration read in one place: environment variables and their defaults.
+
+Environment variables
+---------------------
+CJ_DATABASE_URL
+    SQLAlchemy URL of the CJ database (``--database-url`` wins over it). Default: the
+    embedded SQLite file ``data/cj.sqlite3`` under the project root (the current directory).
+CJ_ENVIRONMENT
+    ``development`` (default), ``test``, ``staging``, ``production``/``prod``. Destructive
+    commands refuse to run in ``production``, ``prod`` and ``staging``.
+CJ_TEST_DATABASE_URL
+    PostgreSQL server the tests create throw-away databases on
+    (default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``).
+CJ_REQUIRE_POSTGRES
+    ``1`` makes PostgreSQL tests fail instead of skip when the server cannot be reached (CI).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_SQLITE_PATH = Path("data") / "cj.sqlite3"
+DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PROTECTED_ENVIRONMENTS = frozenset({"production", "prod", "staging"})
+
+
+def default_database_url() -> str:
+    """URL of the embedded SQLite database ``data/cj.sqlite3`` in the current directory."""
+    return f"sqlite:///{DEFAULT_SQLITE_PATH.resolve()}"
+
+
+def resolve_database_url(url: str | None = None) -> str:
+    """The database URL to use: ``url`` if given, else ``CJ_DATABASE_URL``, else embedded SQLite."""
+    if url:
+        return url
+    env = os.environ.get("CJ_DATABASE_URL", "").strip()
+    return env or default_database_url()
+
+
+def environment() -> str:
+    """The deployment environment name from ``CJ_ENVIRONMENT`` (lower-cased)."""
+    return os.environ.get("CJ_ENVIRONMENT", "development").strip().lower() or "development"
+
+
+def test_database_url() -> str:
+    """PostgreSQL server URL the test-suite uses to create throw-away databases."""
+    return os.environ.get("CJ_TEST_DATABASE_URL", "").strip() or DEFAULT_TEST_DATABASE_URL
+
+
+def require_postgres() -> bool:
+    """Whether PostgreSQL tests must run (``CJ_REQUIRE_POSTGRES=1``) instead of skipping."""
+    return os.environ.get("CJ_REQUIRE_POSTGRES", "").strip() in {"1", "true", "yes"}

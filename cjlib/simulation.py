@@ -1,0 +1,214 @@
+"""Simulated CJ populations and judgements with known truth, reproducible across processes.
+
+Randomness is derived from SHA-256 of explicit keys (never Python's salted ``hash()``), so the
+same seed and key give the same judgement in any process, in any order of calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from cjlib.grades import GradeScale, get_grade_scale
+
+#: Distance between neighbouring true grade centres on the latent (logit) ability scale.
+GRADE_STEP = 0.9
+
+
+def stable_seed(*parts: object) -> int:
+    """A 64-bit seed from ``parts`` via SHA-256 (identical in every process)."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def rng_for(*parts: object) -> np.random.Generator:
+    """A NumPy generator seeded by :func:`stable_seed` of ``parts``."""
+    return np.random.default_rng(stable_seed(*parts))
+
+
+def true_grade_centres(scale: str | GradeScale, step: float = GRADE_STEP) -> pd.Series:
+    """Centres of each label of ``scale`` on the latent ability scale, symmetric about 0.
+
+    Returns a Series indexed by ``scale.all_labels`` (lowest first).
+    """
+    labels = get_grade_scale(scale).all_labels
+    k = len(labels)
+    return pd.Series(step * (np.arange(k) - (k - 1) / 2), index=list(labels), name="centre")
+
+
+def true_grade_of(ability: np.ndarray | float, scale: str | GradeScale) -> np.ndarray:
+    """The true grade of each ability: the label whose centre is nearest (midpoint boundaries)."""
+    centres = true_grade_centres(scale)
+    bounds = (centres.to_numpy()[1:] + centres.to_numpy()[:-1]) / 2
+    idx = np.searchsorted(bounds, np.atleast_1d(np.asarray(ability, dtype=float)), side="right")
+    return np.asarray(centres.index)[idx]
+
+
+def _default_weights(labels: Sequence[str]) -> np.ndarray:
+    # A bell over the scale, lighter in the tails, like a national cohort.
+    x = np.linspace(-1.5, 1.5, len(labels))
+    w = np.exp(-0.5 * x**2)
+    return w / w.sum()
+
+
+@dataclass(frozen=True)
+class Population:
+    """Essays with known latent ability and true grade.
+
+    ``essays`` columns: ``essay_id``, ``is_anchor``, ``ability``, ``true_grade``,
+    ``grade_index`` (position in ``scale.all_labels``).
+    """
+
+    scale: GradeScale
+    essays: pd.DataFrame
+    seed: int
+
+    @property
+    def anchor_grades(self) -> pd.Series:
+        """Anchor essay id → grade."""
+        a = self.essays[self.essays["is_anchor"]]
+        return pd.Series(a["true_grade"].to_numpy(), index=a["essay_id"].to_numpy(), name="grade")
+
+    @property
+    def students(self) -> pd.DataFrame:
+        """The non-anchor essays."""
+        return self.essays[~self.essays["is_anchor"]].reset_index(drop=True)
+
+
+def simulate_population(
+    scale: str | GradeScale,
+    anchor_grades: Sequence[str],
+    n_students: int,
+    *,
+    seed: int,
+    grade_weights: Sequence[float] | None = None,
+    anchor_jitter: float = 0.15,
+    student_prefix: str = "S",
+    anchor_prefix: str = "ANCHOR_",
+) -> Population:
+    """Draw a population: anchors near their grade centres, students across the scale.
+
+    Students' true grades are drawn from ``grade_weights`` (over ``scale.all_labels``; default a
+    bell shape), and their abilities uniformly inside that grade's interval, so the true grade
+    is exactly the interval the ability falls in. Anchors sit at their grade's centre plus
+    N(0, ``anchor_jitter``·step) noise, i.e. typical examples of their grade.
+    """
+    sc = get_grade_scale(scale)
+    centres = true_grade_centres(sc)
+    labels = list(centres.index)
+    rng = rng_for("population", seed)
+    weights = np.asarray(grade_weights if grade_weights is not None else _default_weights(labels))
+    if len(weights) != len(labels):
+        raise ValueError(f"grade_weights needs {len(labels)} values, one per {labels}")
+    weights = weights / weights.sum()
+    for g in anchor_grades:
+        sc.index(g)
+    a_idx = np.array([labels.index(g) for g in anchor_grades], dtype=int)
+    a_ability = centres.to_numpy()[a_idx] + rng.normal(0, anchor_jitter * GRADE_STEP, len(a_idx))
+    s_idx = rng.choice(len(labels), size=n_students, p=weights)
+    s_ability = centres.to_numpy()[s_idx] + rng.uniform(-0.5, 0.5, n_students) * GRADE_STEP
+    ability = np.concatenate([a_ability, s_ability])
+    ids = [f"{anchor_prefix}{i + 1:02d}" for i in range(len(a_idx))] + [
+        f"{student_prefix}{i + 1:04d}" for i in range(n_students)
+    ]
+    grade_idx = np.concatenate([a_idx, s_idx])
+    essays = pd.DataFrame(
+        {
+            "essay_id": ids,
+            "is_anchor": np.r_[np.ones(len(a_idx), bool), np.zeros(n_students, bool)],
+            "ability": ability,
+            "true_grade": np.asarray(labels)[grade_idx],
+            "grade_index": grade_idx,
+        }
+    )
+    return Population(scale=sc, essays=essays, seed=seed)
+
+
+@dataclass(frozen=True)
+class SimulatedJudgement:
+    """One simulated decision: ``outcome`` is ``essay_a``, ``essay_b``, ``error`` or ``lost``."""
+
+    outcome: str
+    p_a: float
+    confidence: float
+
+
+def simulate_judgement(
+    ability_a: float,
+    ability_b: float,
+    *,
+    seed: int,
+    key: object,
+    discrimination: float = 1.0,
+    position_bias: float = 0.0,
+    error_rate: float = 0.0,
+    lost_rate: float = 0.0,
+) -> SimulatedJudgement:
+    """Decide one pair by the Bradley–Terry model with a position bias.
+
+    P(A wins) = σ(discrimination·(θ_A − θ_B) + position_bias). With probability ``lost_rate``
+    the callback never arrives (``lost``); otherwise with ``error_rate`` the judge errs
+    (``error``). The draw depends only on ``(seed, key)``.
+    """
+    rng = rng_for("judgement", seed, key)
+    u_lost, u_err, u_win = rng.random(3)
+    p_a = float(1.0 / (1.0 + np.exp(-(discrimination * (ability_a - ability_b) + position_bias))))
+    if u_lost < lost_rate:
+        return SimulatedJudgement("lost", p_a, 0.0)
+    if u_err < error_rate:
+        return SimulatedJudgement("error", p_a, 0.0)
+    outcome = "essay_a" if u_win < p_a else "essay_b"
+    return SimulatedJudgement(outcome, p_a, float(max(p_a, 1.0 - p_a)))
+
+
+def random_pairs(
+    essay_ids: Sequence[object], comparisons_per_essay: int, *, seed: int
+) -> pd.DataFrame:
+    """Random pairs where every essay appears about ``comparisons_per_essay`` times.
+
+    Built from rounds of random perfect matchings (an odd essay out joins a random pair), with
+    positions A/B assigned at random. Returns ``essay_a_id``, ``essay_b_id``.
+    """
+    ids = np.asarray(essay_ids, dtype=object)
+    rng = rng_for("pairs", seed)
+    a_list, b_list = [], []
+    for _ in range(max(1, int(np.ceil(comparisons_per_essay)))):
+        perm = rng.permutation(len(ids))
+        if len(perm) % 2:
+            perm = np.r_[perm, rng.choice(perm[:-1])]
+        a, b = perm[0::2], perm[1::2]
+        swap = rng.random(len(a)) < 0.5
+        a_list.append(np.where(swap, b, a))
+        b_list.append(np.where(swap, a, b))
+    a_idx, b_idx = np.concatenate(a_list), np.concatenate(b_list)
+    return pd.DataFrame({"essay_a_id": ids[a_idx], "essay_b_id": ids[b_idx]})
+
+
+def simulate_comparisons(
+    essays: pd.DataFrame,
+    *,
+    comparisons_per_essay: int = 10,
+    seed: int,
+    discrimination: float = 1.0,
+    position_bias: float = 0.0,
+    judge_id: str = "simulated",
+) -> pd.DataFrame:
+    """Simulate judgements for random pairs of ``essays`` (columns ``essay_id``, ``ability``).
+
+    Returns a DataFrame in the ``essay_a_id``/``essay_b_id``/``winner`` form that
+    :func:`cjlib.scoring.fit_bradley_terry` takes, plus ``judge_id`` and ``p_a``. Vectorised:
+    one uniform draw per pair from a generator seeded by ``seed``.
+    """
+    ability = pd.Series(essays["ability"].to_numpy(), index=essays["essay_id"].to_numpy())
+    pairs = random_pairs(ability.index, comparisons_per_essay, seed=seed)
+    diff = ability.loc[pairs["essay_a_id"]].to_numpy() - ability.loc[pairs["essay_b_id"]].to_numpy()
+    p_a = 1.0 / (1.0 + np.exp(-(discrimination * diff + position_bias)))
+    u = rng_for("comparisons", seed).random(len(pairs))
+    pairs["winner"] = np.where(u < p_a, "essay_a", "essay_b")
+    pairs["judge_id"] = judge_id
+    pairs["p_a"] = p_a
+    return pairs
