@@ -29,6 +29,10 @@ def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # WAL lets readers (notebooks, `cj health`) run beside the writer, and NORMAL sync keeps a
+    # per-callback commit cheap; both are durable across application crashes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 

@@ -1,0 +1,431 @@
+"""BatchFinalizer: score a batch, project grades and complete it, all in one transaction.
+
+Why one transaction: the system this replaces committed scores, projections and the final
+state separately, so a failure left batches half-written (COMPLETE_STABLE with the state still
+WAITING_CALLBACKS and no projections) and a retry collided with projections already written.
+Here either everything is written, or nothing is and the batch is marked FAILED with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.orm import Session
+
+from cjlib import __version__
+from cjlib.db import session_scope
+from cjlib.db.models import (
+    FINAL_STATES,
+    AnchorEssayReference,
+    AssessmentInstruction,
+    CJBatchStatusEnum,
+    CJBatchUpload,
+    CJComparisonPair,
+    CJProcessedEssay,
+    ComparisonWinner,
+    CoreCJState,
+    EventOutbox,
+    GradeProjection,
+    utc_now,
+)
+from cjlib.db.repository import lock_batch_state, record_state_transition
+from cjlib.errors import (
+    CJError,
+    DisconnectedComparisonsError,
+    NotFoundError,
+    ProjectionUnavailable,
+)
+from cjlib.projection import project_grades
+from cjlib.scoring import fit_bradley_terry
+
+log = logging.getLogger(__name__)
+
+#: L2 penalty used when the plain MLE does not exist (comparison graph not strongly
+#: connected, e.g. an essay that won every comparison). Small enough to leave well-measured
+#: essays where the MLE would put them, large enough to keep the others finite.
+FALLBACK_ALPHA = 0.01
+
+COMPLETION_REASONS = ("stable", "budget_exhausted", "all_pairs_compared")
+
+EVENT_COMPLETED = "cj_assessment.completed.v1"
+EVENT_RESULT_PUBLISHED = "assessment.result.published.v1"
+
+#: Names of the finalization steps, in order; a fault hook is called before each.
+STEPS = ("lock", "to_scoring", "fit", "store_scores", "project", "store_projections", "events",
+         "complete")  # fmt: skip
+
+
+class FinalizationError(CJError):
+    """Finalization failed; the batch was marked FAILED / ERROR_PROCESSING with the reason."""
+
+
+@dataclass(frozen=True)
+class FinalizationResult:
+    """What :meth:`BatchFinalizer.finalize_scoring` did."""
+
+    cj_batch_id: int
+    already_final: bool
+    status: str
+    state: str
+    completion_reason: str | None = None
+    projection_count: int = 0
+    projection_unavailable_reason: str | None = None
+    scored_essays: int = 0
+    reliability: float | None = None
+    bt_alpha: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _comparisons_frame(session: Session, batch_id: int) -> pd.DataFrame:
+    rows = session.execute(
+        select(
+            CJComparisonPair.essay_a_els_id,
+            CJComparisonPair.essay_b_els_id,
+            CJComparisonPair.winner,
+            CJComparisonPair.judge_id,
+        ).where(
+            CJComparisonPair.cj_batch_id == batch_id,
+            CJComparisonPair.winner.in_([ComparisonWinner.ESSAY_A, ComparisonWinner.ESSAY_B]),
+        )
+    ).all()
+    frame = pd.DataFrame(rows, columns=["essay_a_id", "essay_b_id", "winner", "judge_id"])
+    frame["winner"] = frame["winner"].map(lambda w: ComparisonWinner(w).value)
+    if frame["judge_id"].isna().all():
+        frame = frame.drop(columns="judge_id")
+    else:
+        frame["judge_id"] = frame["judge_id"].fillna("unknown")
+    return frame
+
+
+def _fit(comparisons: pd.DataFrame) -> tuple[Any, float]:
+    try:
+        return fit_bradley_terry(comparisons, alpha=0.0), 0.0
+    except DisconnectedComparisonsError as err:
+        log.info("plain MLE does not exist (%s); refitting with alpha=%s", err, FALLBACK_ALPHA)
+        return fit_bradley_terry(comparisons, alpha=FALLBACK_ALPHA), FALLBACK_ALPHA
+
+
+class BatchFinalizer:
+    """Finalizes CJ batches: WAITING_CALLBACKS → SCORING → COMPLETED in one transaction.
+
+    Parameters
+    ----------
+    engine : Engine
+        From :func:`cjlib.db.get_engine`.
+    fault_hook : callable, optional
+        Called with each step name of :data:`STEPS` before that step runs; tests raise from it
+        to prove that a failure at any step leaves nothing half-written.
+    """
+
+    def __init__(self, engine: Engine, *, fault_hook: Callable[[str], None] | None = None):
+        self.engine = engine
+        self._fault_hook = fault_hook
+
+    def _step(self, name: str) -> None:
+        if self._fault_hook is not None:
+            self._fault_hook(name)
+
+    def finalize_scoring(
+        self, cj_batch_id: int, *, completion_reason: str = "budget_exhausted"
+    ) -> FinalizationResult:
+        """Score, project and complete batch ``cj_batch_id``; idempotent.
+
+        The batch row is taken under a lock; a batch that is already final is returned as is,
+        with nothing written (so a second call, or a racing process, does nothing).
+
+        Raises
+        ------
+        NotFoundError
+            No such batch.
+        FinalizationError
+            A step failed: everything was rolled back, then the batch was marked FAILED with
+            status ERROR_PROCESSING and the reason, in a separate committed transaction.
+        """
+        if completion_reason not in COMPLETION_REASONS:
+            raise ValueError(f"completion_reason must be one of {COMPLETION_REASONS}")
+        try:
+            with session_scope(self.engine) as session:
+                return self._finalize(session, cj_batch_id, completion_reason)
+        except NotFoundError:
+            raise
+        except Exception as err:
+            self._mark_failed(cj_batch_id, err)
+            detail = str(err) if isinstance(err, CJError) else f"{type(err).__name__}: {err}"
+            raise FinalizationError(
+                f"finalization of batch {cj_batch_id} failed: {detail}"
+            ) from err
+
+    def _finalize(
+        self, session: Session, batch_id: int, completion_reason: str
+    ) -> FinalizationResult:
+        self._step("lock")
+        state = lock_batch_state(session, batch_id)
+        upload = session.get(CJBatchUpload, batch_id, populate_existing=True)
+        if state.state in FINAL_STATES:
+            session.rollback()
+            return FinalizationResult(
+                cj_batch_id=batch_id,
+                already_final=True,
+                status=upload.status.value,
+                state=state.state.value,
+                completion_reason=(upload.processing_metadata or {}).get("completion_reason"),
+            )
+        self._step("to_scoring")
+        record_state_transition(
+            session, batch_id, CoreCJState.SCORING, reason=f"finalize: {completion_reason}",
+            state_row=state,
+        )  # fmt: skip
+
+        self._step("fit")
+        essays = session.scalars(
+            select(CJProcessedEssay).where(CJProcessedEssay.cj_batch_id == batch_id)
+        ).all()
+        comparisons = _comparisons_frame(session, batch_id)
+        if comparisons.empty:
+            raise FinalizationError(
+                f"batch {batch_id} has no successful comparisons to score; "
+                "check the judge's errors with `cj batch inspect`"
+            )
+        bt, alpha = _fit(comparisons)
+        scores = bt.scores
+
+        self._step("store_scores")
+        for essay in essays:
+            if essay.els_essay_id in scores.index:
+                row = scores.loc[essay.els_essay_id]
+                essay.current_bt_score = float(row["theta"])
+                essay.current_bt_se = float(row["se"])
+                essay.comparison_count = int(row["n_comparisons"])
+            else:
+                essay.current_bt_score = None
+                essay.current_bt_se = None
+                essay.comparison_count = 0
+
+        self._step("project")
+        instr = session.scalars(
+            select(AssessmentInstruction).where(
+                AssessmentInstruction.assignment_id == upload.assignment_id
+            )
+        ).one_or_none()
+        grade_scale = instr.grade_scale if instr else "eng5_np_legacy_9_step"
+        anchor_grades = _anchor_grades(session, upload, essays, grade_scale)
+        projection = None
+        unavailable: ProjectionUnavailable | None = None
+        try:
+            projection = project_grades(scores, anchor_grades, scale=grade_scale)
+        except ProjectionUnavailable as err:
+            unavailable = err
+
+        self._step("store_projections")
+        session.execute(delete(GradeProjection).where(GradeProjection.cj_batch_id == batch_id))
+        labels = list(projection.scale.all_labels) if projection is not None else []
+        if projection is not None:
+            for essay_id, row in projection.grades.iterrows():
+                session.add(
+                    GradeProjection(
+                        els_essay_id=str(essay_id),
+                        cj_batch_id=batch_id,
+                        primary_grade=str(row["primary_grade"]),
+                        grade_scale=grade_scale,
+                        confidence_score=float(row["confidence_score"]),
+                        confidence_label=str(row["confidence_label"]),
+                        probabilities={g: float(row[g]) for g in labels},
+                        calculation_metadata={
+                            "expected_grade_index": float(row["expected_grade_index"]),
+                            "bt_score": float(scores.loc[essay_id, "theta"]),
+                            "bt_se": float(scores.loc[essay_id, "se"]),
+                            "method": "anchor_calibrated_normal",
+                            "n_anchors": len(anchor_grades),
+                            "cjlib_version": __version__,
+                        },
+                    )
+                )
+        session.flush()
+        n_projections = len(projection.grades) if projection is not None else 0
+
+        self._step("events")
+        now = utc_now()
+        correlation_id = uuid.UUID(upload.event_correlation_id)
+        students = [e for e in essays if not e.is_anchor]
+        scored_students = [e.els_essay_id for e in students if e.els_essay_id in scores.index]
+        failed_students = [e.els_essay_id for e in students if e.els_essay_id not in scores.index]
+        meta = dict(upload.processing_metadata or {})
+        meta.update(
+            completion_reason=completion_reason,
+            bt_alpha=alpha,
+            bt_engine=bt.engine,
+            bt_se_method=bt.se_method,
+            bt_connected=bool(bt.connected),
+            reliability=_finite(bt.reliability),
+            separation=_finite(bt.separation),
+            grade_scale=grade_scale,
+            projection_available=projection is not None,
+            projection_unavailable_reason=unavailable.reason if unavailable else None,
+            projection_unavailable_message=str(unavailable) if unavailable else None,
+        )
+        if projection is not None:
+            check = projection.anchor_check
+            meta["anchor_check"] = {
+                "inversions": len(_get(check, "inversions")),
+                "kendall_tau_b": _finite(_get(check, "kendall_tau_b")),
+                "spearman_rho": _finite(_get(check, "spearman_rho")),
+            }
+        final_status = CJBatchStatusEnum.COMPLETE_STABLE
+        session.add(
+            EventOutbox(
+                aggregate_id=str(batch_id),
+                event_type=EVENT_COMPLETED,
+                correlation_id=str(correlation_id),
+                payload={
+                    "event_type": EVENT_COMPLETED,
+                    "cj_batch_id": batch_id,
+                    "bos_batch_id": upload.bos_batch_id,
+                    "status": final_status.value,
+                    "completion_reason": completion_reason,
+                    "scored_student_ids": scored_students,
+                    "failed_student_ids": failed_students,
+                    "projection_available": projection is not None,
+                    "projection_unavailable_reason": unavailable.reason if unavailable else None,
+                    "correlation_id": str(correlation_id),
+                    "occurred_at": now.isoformat(),
+                },
+            )
+        )
+        ranks = scores["theta"].rank(ascending=False, method="min")
+        published = []
+        for essay in sorted(essays, key=lambda e: e.els_essay_id):
+            sid = essay.els_essay_id
+            scored = sid in scores.index
+            grade = None
+            if projection is not None and sid in projection.grades.index:
+                g = projection.grades.loc[sid]
+                grade = {
+                    "primary_grade": str(g["primary_grade"]),
+                    "confidence_score": float(g["confidence_score"]),
+                    "confidence_label": str(g["confidence_label"]),
+                    "probabilities": {lab: float(g[lab]) for lab in labels},
+                }
+            published.append(
+                {
+                    "els_essay_id": sid,
+                    "is_anchor": bool(essay.is_anchor),
+                    "anchor_grade": anchor_grades.get(sid),
+                    "bt_score": float(scores.loc[sid, "theta"]) if scored else None,
+                    "bt_se": float(scores.loc[sid, "se"]) if scored else None,
+                    "rank": int(ranks.loc[sid]) if scored else None,
+                    "comparison_count": int(scores.loc[sid, "n_comparisons"]) if scored else 0,
+                    "projected_grade": grade,
+                }
+            )
+        session.add(
+            EventOutbox(
+                aggregate_id=str(batch_id),
+                event_type=EVENT_RESULT_PUBLISHED,
+                correlation_id=str(correlation_id),
+                payload={
+                    "event_type": EVENT_RESULT_PUBLISHED,
+                    "cj_batch_id": batch_id,
+                    "bos_batch_id": upload.bos_batch_id,
+                    "assignment_id": upload.assignment_id,
+                    "grade_scale": grade_scale,
+                    "status": final_status.value,
+                    "reliability": _finite(bt.reliability),
+                    "projection_available": projection is not None,
+                    "projection_unavailable_reason": unavailable.reason if unavailable else None,
+                    "essays": published,
+                    "correlation_id": str(correlation_id),
+                    "occurred_at": now.isoformat(),
+                },
+            )
+        )
+
+        self._step("complete")
+        upload.status = final_status
+        upload.completed_at = now
+        upload.processing_metadata = meta
+        record_state_transition(
+            session, batch_id, CoreCJState.COMPLETED,
+            reason=f"scored {len(scores)} essays, {n_projections} projections "
+            f"({completion_reason})",
+            state_row=state,
+        )  # fmt: skip
+        session.flush()
+        return FinalizationResult(
+            cj_batch_id=batch_id,
+            already_final=False,
+            status=final_status.value,
+            state=CoreCJState.COMPLETED.value,
+            completion_reason=completion_reason,
+            projection_count=n_projections,
+            projection_unavailable_reason=unavailable.reason if unavailable else None,
+            scored_essays=len(scores),
+            reliability=_finite(bt.reliability),
+            bt_alpha=alpha,
+        )
+
+    def _mark_failed(self, batch_id: int, err: BaseException) -> None:
+        reason = f"{type(err).__name__}: {err}"[:2000]
+        try:
+            with session_scope(self.engine) as session:
+                state = lock_batch_state(session, batch_id)
+                if state.state in FINAL_STATES:
+                    return
+                upload = session.get(CJBatchUpload, batch_id, populate_existing=True)
+                record_state_transition(
+                    session, batch_id, CoreCJState.FAILED, reason=reason, state_row=state
+                )
+                upload.status = CJBatchStatusEnum.ERROR_PROCESSING
+                upload.processing_metadata = {
+                    **(upload.processing_metadata or {}),
+                    "failure_reason": reason,
+                    "failed_at": utc_now().isoformat(),
+                }
+        except Exception:  # the original error matters more; keep it, log this one
+            log.exception("could not mark batch %s as FAILED", batch_id)
+
+
+def _get(obj: Any, name: str) -> Any:
+    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
+
+
+def _anchor_grades(
+    session: Session, upload: CJBatchUpload, essays: list[CJProcessedEssay], grade_scale: str
+) -> dict[str, str]:
+    """Anchor essay id → grade, for essays whose ``is_anchor`` column is true.
+
+    The grade comes from the essay's metadata (``anchor_grade``), else from the assignment's
+    anchor references by label. Anchors are recognised by the column only, never by id.
+    """
+    refs = {
+        r.anchor_label: r.grade
+        for r in session.scalars(
+            select(AnchorEssayReference).where(
+                AnchorEssayReference.assignment_id == upload.assignment_id,
+                AnchorEssayReference.grade_scale == grade_scale,
+            )
+        )
+    }
+    grades: dict[str, str] = {}
+    for essay in essays:
+        if not essay.is_anchor:
+            continue
+        meta = essay.processing_metadata or {}
+        grade = meta.get("anchor_grade") or refs.get(meta.get("anchor_label", essay.els_essay_id))
+        if grade is not None:
+            grades[essay.els_essay_id] = grade
+    return grades
