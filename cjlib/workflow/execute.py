@@ -298,6 +298,7 @@ def execute_batch(
     stability_threshold: float = STABILITY_THRESHOLD,
     progress: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    finalize: bool = True,
 ) -> BatchRunResult:
     """Run one CJ batch for ``assignment_id`` from creation to completed projections.
 
@@ -318,6 +319,9 @@ def execute_batch(
         ``error_rate``, ``lost_rate``).
     progress : bool
         Show a Rich progress bar while waiting for callbacks.
+    finalize : bool
+        False stops after the last wave, leaving the batch in WAITING_CALLBACKS (for
+        diagnostics and for finalizing elsewhere with :class:`BatchFinalizer`).
 
     Raises
     ------
@@ -421,6 +425,8 @@ def execute_batch(
                 reason = "all_pairs_compared"
             elif wave >= 3 and stable:
                 reason = "stable"
+    if not finalize:
+        return _result(engine, batch_id, wave, None, {}, None, pending_reason=reason)
     finalization = BatchFinalizer(engine).finalize_scoring(batch_id, completion_reason=reason)
     run_dir, artefacts = None, {}
     if output_dir is not None:
@@ -519,6 +525,8 @@ def _result(
     run_dir: Path | None,
     artefacts: Mapping[str, Path],
     finalization: FinalizationResult | None,
+    *,
+    pending_reason: str | None = None,
 ) -> BatchRunResult:
     with session_scope(engine) as session:
         upload = session.get(CJBatchUpload, batch_id)
@@ -541,7 +549,9 @@ def _result(
             assignment_id=upload.assignment_id or "",
             status=upload.status.value,
             state=state.state.value,
-            completion_reason=(upload.processing_metadata or {}).get("completion_reason"),
+            completion_reason=(upload.processing_metadata or {}).get(
+                "completion_reason", pending_reason
+            ),
             total_comparisons=state.total_comparisons,
             submitted_comparisons=state.submitted_comparisons,
             completed_comparisons=state.completed_comparisons,
