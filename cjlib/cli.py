@@ -13,7 +13,7 @@ from rich.console import Console
 from cjlib import __version__
 from cjlib.errors import CJError
 
-console = Console()
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
 app = typer.Typer(

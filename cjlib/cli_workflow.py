@@ -54,7 +54,8 @@ def anchors_register(
         table.add_row(row.label, row.grade, str(row.file))
     console.print(table)
     console.print(
-        f"inserted {reg.inserted}, updated {reg.updated}, unchanged {reg.unchanged}"
+        f"anchors: inserted {reg.inserted}, updated {reg.updated}, unchanged {reg.unchanged}; "
+        f"instructions {'written' if reg.instructions_written else 'unchanged'}"
         + ("" if reg.changed else " (nothing to do)")
     )
 

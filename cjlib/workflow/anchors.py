@@ -25,12 +25,13 @@ class AnchorRegistration:
     inserted: int
     updated: int
     unchanged: int
+    instructions_written: bool
     anchors: pd.DataFrame
 
     @property
     def changed(self) -> bool:
         """Whether anything was written."""
-        return bool(self.inserted or self.updated)
+        return bool(self.inserted or self.updated or self.instructions_written)
 
 
 def register_anchors(
@@ -71,7 +72,7 @@ def register_anchors(
                     student_prompt_text=data.prompt,
                 )
             )
-            inserted_instr = True
+            instructions_written = True
         else:
             if instr.grade_scale != scale.name or (instr.course_id not in (None, course_id)):
                 raise UsageError(
@@ -79,10 +80,9 @@ def register_anchors(
                     f"{instr.course_id!r} on scale {instr.grade_scale!r}; use those, or clean "
                     "it up first with `cj batch cleanup --assignment-id … --drop-anchors`"
                 )
-            inserted_instr = False
-            if instr.student_prompt_text != data.prompt:
+            instructions_written = instr.student_prompt_text != data.prompt
+            if instructions_written:
                 instr.student_prompt_text = data.prompt
-                updated += 1
         for row in data.anchors.itertuples(index=False):
             key = store_content(session, row.text)
             ref = session.scalars(
@@ -109,13 +109,13 @@ def register_anchors(
             else:
                 unchanged += 1
         session.flush()
-        inserted += int(inserted_instr)
     return AnchorRegistration(
         assignment_id=assignment_id,
         grade_scale=scale.name,
         inserted=inserted,
         updated=updated,
         unchanged=unchanged,
+        instructions_written=instructions_written,
         anchors=data.anchors[["label", "grade", "file"]].copy(),
     )
 

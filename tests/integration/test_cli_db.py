@@ -1,0 +1,62 @@
+"""`cj db …`: builds the schema on both databases; unusable URLs give one line and exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import inspect
+
+from cjlib.cli import main
+from cjlib.db import get_engine, head_revision
+from tests.conftest import BACKENDS
+
+
+@pytest.mark.parametrize("empty_db_url", BACKENDS, indirect=True)
+def test_db_upgrade_builds_schema_and_current_reports_head(empty_db_url, capsys):
+    assert main(["db", "upgrade", "--database-url", empty_db_url]) == 0
+    engine = get_engine(empty_db_url)
+    assert "cj_batch_uploads" in inspect(engine).get_table_names()
+    engine.dispose()
+    assert main(["db", "current", "--database-url", empty_db_url]) == 0
+    out = capsys.readouterr().out
+    assert f"current: {head_revision()}" in out and "up to date" in out
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("not a url", "cannot parse database URL"),
+        ("nosuchdb://x", "unsupported database URL"),
+        ("postgresql+psycopg://postgres@127.0.0.1:1/x", "cannot connect to"),
+        ("postgresql+psycopg://postgres:secret@127.0.0.1:1/x", "cannot connect to"),
+    ],
+)
+def test_unusable_url_gives_one_line_and_exit_2(url, fragment):
+    proc = subprocess.run(
+        [sys.executable, "-m", "cjlib.cli", "db", "upgrade", "--database-url", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and fragment in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert "secret" not in proc.stderr
+
+
+def test_environment_variable_is_used_when_no_option(tmp_path, monkeypatch, capsys):
+    url = f"sqlite:///{tmp_path / 'env.sqlite3'}"
+    monkeypatch.setenv("CJ_DATABASE_URL", url)
+    assert main(["db", "upgrade"]) == 0
+    assert str(tmp_path / "env.sqlite3") in capsys.readouterr().out
+
+
+def test_default_is_embedded_sqlite_under_data(tmp_path, monkeypatch):
+    monkeypatch.delenv("CJ_DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["db", "upgrade"]) == 0
+    assert (tmp_path / "data" / "cj.sqlite3").is_file()
