@@ -400,7 +400,7 @@ def execute_batch(
                 if not result.lost:
                     out.put(result)
 
-            for s in sent:
+            for index, s in enumerate(sent):
                 pool.submit(
                     _run,
                     PairRequest(
@@ -410,7 +410,7 @@ def execute_batch(
                         essay_a_text=texts[s.essay_a_id],
                         essay_b_text=texts[s.essay_b_id],
                         prompt=data.prompt,
-                        draw_key=f"{s.essay_a_id}|{s.essay_b_id}|{wave}",
+                        draw_key=f"{s.essay_a_id}|{s.essay_b_id}|{wave}|{index}",
                     ),
                 )
             _await_wave(engine, batch_id, sent, results, deadline, callback_grace, bar,
