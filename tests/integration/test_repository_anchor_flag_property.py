@@ -17,7 +17,9 @@ _metadata = st.one_of(
 
 
 @pytest.mark.parametrize("_run", [0])
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops=st.lists(st.tuples(st.sampled_from(["E1", "E2"]), _metadata), min_size=1, max_size=8))
 def test_column_equals_last_explicit_value(engine, _run, ops):
     with session_scope(engine) as s:
