@@ -6,7 +6,7 @@ Pure: ids and counts in, a list of ordered pairs (position A, position B) out.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,6 +61,7 @@ def next_wave(
     *,
     seed: int,
     wave: int,
+    anchors: Collection[Hashable] = (),
 ) -> list[tuple[Hashable, Hashable]]:
     """Choose the next ``n_pairs`` ordered pairs and record them in ``state``.
 
@@ -70,7 +71,9 @@ def next_wave(
        are always preferred);
     2. essays with the fewest comparisons are matched first, each essay at most once per round
        (a round is a matching over all essays; a wave larger than n/2 pairs spans rounds);
-    3. positions A/B are balanced per essay (the essay with more A appearances goes to B).
+    3. among equally good partners, an essay of the other kind (anchor vs student) is preferred,
+       so even a tiny budget links students to anchors;
+    4. positions A/B are balanced per essay (the essay with more A appearances goes to B).
 
     Anchors and students are drawn from the same pool, so waves mix them. Ties are broken by a
     generator seeded from ``(seed, wave)`` only, so the same inputs give the same wave.
@@ -83,6 +86,8 @@ def next_wave(
         Pairs wanted in this wave.
     state : PairingState
         Pairs so far; updated in place.
+    anchors : collection, optional
+        Ids of the anchor essays (only used to mix anchors with students).
 
     Returns
     -------
@@ -93,6 +98,7 @@ def next_wave(
     if len(ids) < 2:
         raise ValueError("pairing needs at least 2 essays")
     rng = rng_for("pairing", seed, wave)
+    anchor_set = set(anchors)
     chosen: list[tuple[Hashable, Hashable]] = []
     while len(chosen) < n_pairs:
         jitter = rng.random(len(ids))
@@ -113,6 +119,7 @@ def next_wave(
                 key=lambda k: (
                     state.pair_counts[_pair_key(essay, partners[k])],
                     state.comparisons(partners[k]),
+                    (partners[k] in anchor_set) == (essay in anchor_set),
                     noise[k],
                 ),
             )

@@ -381,7 +381,9 @@ def execute_batch(
             wave += 1
             submitted_so_far = _counts(engine, batch_id).submitted_comparisons
             n_pairs = min(per_wave, max_comparisons - submitted_so_far)
-            pairs = next_wave(essay_ids, n_pairs, pairing, seed=seed, wave=wave)
+            pairs = next_wave(
+                essay_ids, n_pairs, pairing, seed=seed, wave=wave, anchors=anchor_texts
+            )
             with session_scope(engine) as session:
                 record_state_transition(
                     session, batch_id, CoreCJState.GENERATING_PAIRS, reason=f"wave {wave}"

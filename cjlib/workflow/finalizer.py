@@ -216,10 +216,14 @@ class BatchFinalizer:
         ).one_or_none()
         grade_scale = instr.grade_scale if instr else "eng5_np_legacy_9_step"
         anchor_grades = _anchor_grades(session, upload, essays, grade_scale)
+        # An anchor without a successful comparison has no θ and cannot inform calibration;
+        # it is left out and named in the metadata rather than blocking every projection.
+        unscored_anchors = sorted(a for a in anchor_grades if a not in scores.index)
+        scored_anchor_grades = {a: g for a, g in anchor_grades.items() if a in scores.index}
         projection = None
         unavailable: ProjectionUnavailable | None = None
         try:
-            projection = project_grades(scores, anchor_grades, scale=grade_scale)
+            projection = project_grades(scores, scored_anchor_grades, scale=grade_scale)
         except ProjectionUnavailable as err:
             unavailable = err
 
@@ -242,7 +246,7 @@ class BatchFinalizer:
                             "bt_score": float(scores.loc[essay_id, "theta"]),
                             "bt_se": float(scores.loc[essay_id, "se"]),
                             "method": "anchor_calibrated_normal",
-                            "n_anchors": len(anchor_grades),
+                            "n_anchors": len(scored_anchor_grades),
                             "cjlib_version": __version__,
                         },
                     )
@@ -269,6 +273,10 @@ class BatchFinalizer:
             projection_available=projection is not None,
             projection_unavailable_reason=unavailable.reason if unavailable else None,
             projection_unavailable_message=str(unavailable) if unavailable else None,
+            unscored_anchors=unscored_anchors,
+            unscored_essays=sorted(
+                e.els_essay_id for e in essays if e.els_essay_id not in scores.index
+            ),
         )
         if projection is not None:
             check = projection.anchor_check

@@ -146,6 +146,9 @@ def test_smallest_documented_run_completes(engine, dataset, tmp_path):
     ]
     assert count(engine, "cj_processed_essays", "is_anchor") == 12
     assert result.projection_count > 0
+    meta = as_dict(rows(engine, "SELECT processing_metadata FROM cj_batch_uploads")[0][0])
+    # 5 pairs touch at most 5 anchors; the rest are named, not silently dropped.
+    assert len(meta["unscored_anchors"]) >= 7
 
 
 def test_second_finalize_writes_nothing(engine, dataset, tmp_path):

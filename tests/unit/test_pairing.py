@@ -57,3 +57,10 @@ def test_state_rebuilt_from_pairs_matches():
 def test_fewer_than_two_essays_is_refused():
     with pytest.raises(ValueError, match="at least 2"):
         next_wave(["only"], 1, PairingState(), seed=0, wave=1)
+
+
+def test_tiny_budget_links_students_to_anchors():
+    ids = [f"a{i}" for i in range(12)] + [f"s{i}" for i in range(24)]
+    anchors = {f"a{i}" for i in range(12)}
+    pairs = next_wave(ids, 5, PairingState(), seed=3, wave=1, anchors=anchors)
+    assert all((a in anchors) != (b in anchors) for a, b in pairs)
