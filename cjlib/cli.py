@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cj`` console script: domain errors become one line on stderr."""
     _register_subcommands()
     try:
-        app(args=argv, prog_name="cj", standalone_mode=False)
+        # Without standalone mode Click returns a command's exit code instead of raising.
+        result = app(args=argv, prog_name="cj", standalone_mode=False)
     except CJError as err:
         err_console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         return err.exit_code
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             err_console.print("aborted")
             return 1
         raise
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 def run() -> None:
