@@ -67,7 +67,8 @@ class ProjectionUnavailable(CJError):
     """Grades cannot be projected honestly; ``reason`` is machine-readable.
 
     Reasons: ``too_few_anchor_grades``, ``unknown_anchor_grade``, ``anchors_missing_from_scores``,
-    ``no_anchors``, ``unknown_scale``.
+    ``no_anchors``, ``no_students``, ``invalid_scores``, ``conflicting_anchor_grades``,
+    ``unknown_scale``.
     """
 
     def __init__(self, reason: str, message: str):
