@@ -27,15 +27,16 @@ run: $(STAMP_RUN)
 	$(BIN)/cj pipeline
 
 test: $(STAMP_DEV)
-	$(BIN)/ruff check cjlib tests benchmarks scripts
-	$(BIN)/ruff format --check cjlib tests benchmarks scripts
+	$(BIN)/ruff check cjlib tests benchmarks scripts notebooks
+	$(BIN)/ruff format --check cjlib tests benchmarks scripts notebooks
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env notebooks/
 
 lint: $(STAMP_DEV)
-	$(BIN)/ruff check cjlib tests benchmarks scripts
+	$(BIN)/ruff check cjlib tests benchmarks scripts notebooks
 
 format: $(STAMP_DEV)
-	$(BIN)/ruff format cjlib tests benchmarks scripts
+	$(BIN)/ruff format cjlib tests benchmarks scripts notebooks
 
 bench: $(STAMP_DEV)
 	$(BIN)/python benchmarks/bt_scaling.py

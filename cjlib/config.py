@@ -13,6 +13,9 @@ CJ_TEST_DATABASE_URL
     (default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``).
 CJ_REQUIRE_POSTGRES
     ``1`` makes PostgreSQL tests fail instead of skip when the server cannot be reached (CI).
+CJ_NOTEBOOK_PARAMETERS
+    A JSON object whose values fill notebook parameters left at None when a notebook runs
+    outside ``cj pipeline`` (JupyterLab, nbval), e.g. ``{"cj_batch_id": 3, "run_dir": "…"}``.
 """
 
 from __future__ import annotations
@@ -51,3 +54,8 @@ def test_database_url() -> str:
 def require_postgres() -> bool:
     """Whether PostgreSQL tests must run (``CJ_REQUIRE_POSTGRES=1``) instead of skipping."""
     return os.environ.get("CJ_REQUIRE_POSTGRES", "").strip() in {"1", "true", "yes"}
+
+
+def notebook_parameters_json() -> str:
+    """The raw ``CJ_NOTEBOOK_PARAMETERS`` value ('' when unset); parsed by cjlib.pipeline."""
+    return os.environ.get("CJ_NOTEBOOK_PARAMETERS", "").strip()

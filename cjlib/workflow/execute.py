@@ -293,6 +293,7 @@ def execute_batch(
     completion_timeout: float = 600.0,
     callback_grace: float = 5.0,
     output_dir: str | Path | None = "reports/runs",
+    run_dir: str | Path | None = None,
     judge_params: Mapping[str, Any] | None = None,
     wave_size: int | None = None,
     stability_threshold: float = STABILITY_THRESHOLD,
@@ -314,6 +315,9 @@ def execute_batch(
         Enforce a deadline for the whole run; on expiry raise :class:`CompletionTimeout`.
     output_dir : path, optional
         Parent of the fresh run folder for artefacts; None writes no artefacts.
+    run_dir : path, optional
+        Write the artefacts into this folder instead (created if missing; the pipeline uses
+        it so one run folder holds the batch's artefacts and the executed notebooks).
     judge_params : mapping, optional
         Overrides of :data:`DEFAULT_JUDGE_PARAMS` (``discrimination``, ``position_bias``,
         ``error_rate``, ``lost_rate``).
@@ -430,11 +434,15 @@ def execute_batch(
     if not finalize:
         return _result(engine, batch_id, wave, None, {}, None, pending_reason=reason)
     finalization = BatchFinalizer(engine).finalize_scoring(batch_id, completion_reason=reason)
-    run_dir, artefacts = None, {}
-    if output_dir is not None:
+    artefacts: dict[str, Path] = {}
+    if run_dir is not None or output_dir is not None:
         from cjlib.workflow.artefacts import new_run_dir, write_execute_artefacts
 
-        run_dir = new_run_dir(output_dir, batch_label, batch_id)
+        if run_dir is not None:
+            run_dir = Path(run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            run_dir = new_run_dir(output_dir, batch_label, batch_id)
         artefacts = write_execute_artefacts(engine, batch_id, run_dir, data=data)
     return _result(engine, batch_id, wave, run_dir, artefacts, finalization)
 

@@ -1,0 +1,78 @@
+"""``cj pipeline``: a thin shell over :func:`cjlib.pipeline.run_pipeline`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cjlib.cli import DatabaseUrl, console, err_console
+
+
+def pipeline(
+    database_url: DatabaseUrl = None,
+    assignment_id: Annotated[
+        str, typer.Option("--assignment-id", help="Assignment id.")
+    ] = "eng5-np-2016",
+    course_id: Annotated[str, typer.Option("--course-id", help="Course id.")] = "ENG5",
+    dataset: Annotated[
+        Path | None,
+        typer.Option("--dataset", help="Data set folder (default: the committed ENG5 set)."),
+    ] = None,
+    batch_id: Annotated[
+        str, typer.Option("--batch-id", help="Batch label (only a label; ids are generated).")
+    ] = "eng5-demo",
+    max_comparisons: Annotated[
+        int, typer.Option("--max-comparisons", help="Comparison budget (≥ 2).")
+    ] = 660,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of judge and pairing.")] = 20161,
+    judge: Annotated[str, typer.Option("--judge", help="Judge: simulated (alias mock).")] = (
+        "simulated"
+    ),
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", help="Parent folder of the run folder.")
+    ] = Path("reports/runs"),
+    parameter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--parameter",
+            "-p",
+            help="Notebook parameter key=value (value read as JSON if it parses); repeatable.",
+        ),
+    ] = None,
+    kernel: Annotated[
+        str | None, typer.Option("--kernel", help="Jupyter kernel (default python3).")
+    ] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress", help="Show per-cell progress bars on stderr.")
+    ] = False,
+) -> None:
+    """Run the four notebooks into one run folder; print the HTML report's path last."""
+    from cjlib.pipeline import parse_parameters, run_pipeline
+
+    result = run_pipeline(
+        database_url=database_url,
+        assignment_id=assignment_id,
+        course_id=course_id,
+        dataset=dataset,
+        batch_label=batch_id,
+        max_comparisons=max_comparisons,
+        seed=seed,
+        judge=judge,
+        output_dir=output_dir,
+        extra_parameters=parse_parameters(parameter or []),
+        kernel_name=kernel,
+        progress=progress,
+        on_notebook=lambda name: err_console.print(f"running {name}", highlight=False),
+    )
+    console.print(f"cj_batch_id {result.cj_batch_id}", highlight=False)
+    console.print(f"run folder {result.run_dir}", highlight=False, soft_wrap=True)
+    # The last line is the bare path, for scripts: `open "$(cj pipeline | tail -n 1)"`.
+    sys.stdout.write(f"{result.report_html}\n")
+
+
+def register(groups: dict[str, typer.Typer]) -> None:
+    """Add ``cj pipeline``."""
+    groups["app"].command("pipeline")(pipeline)

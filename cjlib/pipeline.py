@@ -1,0 +1,560 @@
+"""The notebook pipeline: run the four ENG5 notebooks with papermill into one run folder.
+
+``cj pipeline`` and ``make run`` call :func:`run_pipeline`, which
+
+1. creates a fresh run folder ``<output_dir>/<UTC stamp>_<label>_pipeline``;
+2. executes, in order and in one Jupyter kernel each, ``01_register_anchors``,
+   ``02_execute_eng5_batch``, ``03_snapshot_projections`` and ``04_validation_report`` from the
+   repository's ``notebooks/`` folder; the executed copies land in the run folder;
+3. exports the executed ``04_validation_report`` without code to a self-contained
+   ``validation_report.html`` (figures are embedded base64 PNGs);
+4. refreshes ``assessment_run.execute.json`` so its manifest lists every file of the run.
+
+How the batch id travels: notebook 02 calls :func:`write_batch_record`, which writes
+``batch.json`` (``cj_batch_id``, ``bos_batch_id``, …) into the run folder; the pipeline reads it
+with :func:`read_batch_record` and passes ``cj_batch_id`` to notebooks 03 and 04 as a papermill
+parameter. Run by hand, those notebooks read ``batch.json`` themselves when ``cj_batch_id`` is
+None. A file written by a cjlib function is sturdier than scraping a cell's output.
+
+The database URL is resolved once (:func:`cjlib.config.resolve_database_url`) and passed to
+every notebook, so all four use the same database whatever their working directory.
+
+Environment variables
+---------------------
+CJ_NOTEBOOK_PARAMETERS
+    A JSON object of notebook parameters for runs outside the pipeline (``pytest --nbval-lax
+    notebooks/``, JupyterLab): :func:`fill_parameters` uses its values for parameters left at
+    None. The pipeline passes every parameter explicitly, so it does not depend on it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cjlib
+from cjlib import config
+from cjlib.config import resolve_database_url
+from cjlib.db.models import utc_now
+from cjlib.errors import NotFoundError, PipelineError, UsageError
+
+log = logging.getLogger(__name__)
+
+#: The notebooks of the pipeline, in the order they run.
+NOTEBOOKS = (
+    "01_register_anchors",
+    "02_execute_eng5_batch",
+    "03_snapshot_projections",
+    "04_validation_report",
+)
+#: The notebook exported to HTML.
+REPORT_NOTEBOOK = "04_validation_report"
+#: File in the run folder through which notebook 02 hands the batch id on.
+BATCH_RECORD = "batch.json"
+#: The HTML validation report in the run folder.
+REPORT_HTML = "validation_report.html"
+#: Environment variable with parameter values for notebooks run outside the pipeline.
+NOTEBOOK_PARAMETERS_ENV = "CJ_NOTEBOOK_PARAMETERS"
+#: Parameters the pipeline sets itself; ``-p`` may not override them.
+RESERVED_PARAMETERS = frozenset({"run_dir", "cj_batch_id", "database_url"})
+#: Seconds to wait for a kernel to start (shared CI machines can be slow).
+KERNEL_START_TIMEOUT = 120
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """What :func:`run_pipeline` produced."""
+
+    run_dir: Path
+    report_html: Path
+    executed_notebooks: tuple[Path, ...]
+    cj_batch_id: int
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers the notebooks call
+# --------------------------------------------------------------------------------------------
+
+
+def fill_parameters(**values: Any) -> tuple[Any, ...]:
+    """Fill notebook parameters left at None from ``CJ_NOTEBOOK_PARAMETERS``.
+
+    Parameters
+    ----------
+    **values
+        The notebook's parameters by name.
+
+    Returns
+    -------
+    tuple
+        The values in the order given; a None replaced by the environment's value of that name
+        when it has one.
+
+    Raises
+    ------
+    UsageError
+        ``CJ_NOTEBOOK_PARAMETERS`` is not a JSON object.
+    """
+    raw = config.notebook_parameters_json()
+    overrides: dict[str, Any] = {}
+    if raw:
+        try:
+            overrides = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise UsageError(f"{NOTEBOOK_PARAMETERS_ENV} is not valid JSON: {err}") from None
+        if not isinstance(overrides, dict):
+            raise UsageError(f"{NOTEBOOK_PARAMETERS_ENV} must be a JSON object, e.g. {{...}}")
+    return tuple(overrides.get(name) if value is None else value for name, value in values.items())
+
+
+def _safe_label(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "batch"
+
+
+def new_pipeline_run_dir(output_dir: str | Path, label: str) -> Path:
+    """Create a fresh run folder ``<output_dir>/<UTC stamp>_<label>_pipeline`` (never reused)."""
+    stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
+    base = Path(output_dir).resolve() / f"{stamp}_{_safe_label(label)}_pipeline"
+    candidate, n = base, 1
+    while True:
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = base.with_name(f"{base.name}_{n}")
+
+
+def write_batch_record(run_dir: str | Path, result: Any) -> Path:
+    """Write ``batch.json`` into ``run_dir`` from a :class:`cjlib.workflow.BatchRunResult`.
+
+    Notebooks 03 and 04 (and the pipeline) find the batch through this file.
+    """
+    record = {
+        "cj_batch_id": result.cj_batch_id,
+        "bos_batch_id": result.bos_batch_id,
+        "batch_label": result.batch_label,
+        "assignment_id": result.assignment_id,
+        "status": result.status,
+        "state": result.state,
+        "artefacts_dir": str(result.run_dir) if result.run_dir else None,
+        "written_at": utc_now().isoformat(),
+    }
+    path = Path(run_dir) / BATCH_RECORD
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_batch_record(run_dir: str | Path) -> dict[str, Any]:
+    """The ``batch.json`` that notebook 02 wrote into ``run_dir``.
+
+    Raises
+    ------
+    NotFoundError
+        ``run_dir`` has no ``batch.json`` (notebook 02 has not run there), or it is unreadable.
+    """
+    path = Path(run_dir) / BATCH_RECORD
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotFoundError(
+            f"{path} does not exist: run notebook 02_execute_eng5_batch with run_dir={run_dir} "
+            "first, or pass cj_batch_id"
+        ) from None
+    except json.JSONDecodeError as err:
+        raise NotFoundError(f"{path} is not valid JSON ({err}); re-run notebook 02") from None
+    if not isinstance(record.get("cj_batch_id"), int):
+        raise NotFoundError(f"{path} has no integer cj_batch_id; re-run notebook 02")
+    return record
+
+
+def latest_run_dir(output_dir: str | Path = "reports/runs") -> Path:
+    """The newest run folder under ``output_dir`` that holds a ``batch.json``.
+
+    Raises
+    ------
+    NotFoundError
+        No folder under ``output_dir`` has a ``batch.json``.
+    """
+    candidates = sorted(
+        (p.parent for p in Path(output_dir).glob(f"*/{BATCH_RECORD}")),
+        key=lambda p: p.name,
+    )
+    if not candidates:
+        raise NotFoundError(
+            f"no run folder with a {BATCH_RECORD} under {output_dir}: run notebook "
+            "02_execute_eng5_batch (or `cj pipeline`) first, or pass run_dir"
+        )
+    return candidates[-1]
+
+
+# --------------------------------------------------------------------------------------------
+# Running notebooks
+# --------------------------------------------------------------------------------------------
+
+
+def notebooks_dir() -> Path:
+    """The repository's ``notebooks/`` folder (next to the ``cjlib`` package).
+
+    Raises
+    ------
+    NotFoundError
+        The folder or one of :data:`NOTEBOOKS` is missing (e.g. cjlib installed without the
+        repository).
+    """
+    folder = Path(cjlib.__file__).resolve().parent.parent / "notebooks"
+    missing = [name for name in NOTEBOOKS if not (folder / f"{name}.ipynb").is_file()]
+    if missing:
+        raise NotFoundError(
+            f"the pipeline notebooks are missing from {folder} ({', '.join(missing)}); "
+            "run from a checkout of the cjlib repository installed with `pip install -e .`"
+        )
+    return folder
+
+
+def declared_parameters(notebook: str | Path) -> dict[str, Any]:
+    """Names and default values of the parameters a notebook's ``parameters`` cell declares."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(notebook))
+    return {name: info["default"] for name, info in declared.items()}
+
+
+def parse_parameters(items: Iterable[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings; a value is JSON when it parses as JSON, else a string.
+
+    Raises
+    ------
+    UsageError
+        An item has no ``=`` or an empty or non-identifier key.
+    """
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise UsageError(f"parameter {item!r} is not key=value with a Python name as key")
+        try:
+            parsed[key] = json.loads(text)
+        except json.JSONDecodeError:
+            parsed[key] = text
+    return parsed
+
+
+_PYTHON_COMMANDS = {
+    "python",
+    f"python{sys.version_info[0]}",
+    f"python{sys.version_info[0]}.{sys.version_info[1]}",
+}
+
+
+def check_kernel(kernel_name: str | None = None) -> str:
+    """The Jupyter kernel to run notebooks with, checked to run this very interpreter.
+
+    jupyter_client starts a kernelspec whose command is ``python`` (what ipykernel installs
+    into ``<venv>/share/jupyter/kernels/python3``) with ``sys.executable``; a spec naming
+    another interpreter would run the notebooks without this cjlib.
+
+    Raises
+    ------
+    PipelineError
+        No kernelspec of that name, or it runs another interpreter.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    name = kernel_name or "python3"
+    try:
+        spec = KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        raise PipelineError(
+            f"no Jupyter kernel named {name!r}; install one for this interpreter with "
+            f"`{sys.executable} -m ipykernel install --sys-prefix`"
+        ) from None
+    command = spec.argv[0] if spec.argv else ""
+    # Compared without resolving symlinks: a venv's python is a symlink to the base
+    # interpreter, which runs without the venv's packages.
+    if (
+        command not in _PYTHON_COMMANDS
+        and Path(command).absolute() != Path(sys.executable).absolute()
+    ):
+        raise PipelineError(
+            f"Jupyter kernel {name!r} ({spec.resource_dir}) runs {command!r}, not this "
+            f"interpreter {sys.executable}; install the right one with `{sys.executable} -m "
+            "ipykernel install --sys-prefix` or pick another with --kernel"
+        )
+    return name
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def execute_notebook(
+    name: str,
+    run_dir: str | Path,
+    parameters: Mapping[str, Any],
+    *,
+    kernel_name: str | None = None,
+    cwd: str | Path | None = None,
+    progress: bool = False,
+    output_name: str | None = None,
+) -> Path:
+    """Execute notebook ``name`` of :func:`notebooks_dir` with papermill into ``run_dir``.
+
+    Parameters
+    ----------
+    name : str
+        Notebook name without ``.ipynb``, e.g. ``04_validation_report``.
+    run_dir : path
+        Folder for the executed copy.
+    parameters : mapping
+        Values injected after the notebook's ``parameters`` cell (only names it declares are
+        passed on).
+    kernel_name : str, optional
+        Jupyter kernel (default ``python3``, checked by :func:`check_kernel`).
+    cwd : path, optional
+        Working directory of the kernel (default: the current one).
+    progress : bool
+        Show papermill's progress bar on stderr.
+    output_name : str, optional
+        File name of the executed copy (default ``<name>.ipynb``).
+
+    Returns
+    -------
+    Path
+        The executed notebook.
+
+    Raises
+    ------
+    PipelineError
+        A cell raised (the message names the notebook, the cell's index and first source line
+        and the error) or the kernel died; the executed copy keeps the traceback.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    source = notebooks_dir() / f"{name}.ipynb"
+    output = Path(run_dir) / (output_name or f"{name}.ipynb")
+    declared = declared_parameters(source)
+    passed = {k: _plain(v) for k, v in parameters.items() if k in declared}
+    log.info("running notebook %s into %s", name, output)
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(output),
+            parameters=passed,
+            kernel_name=check_kernel(kernel_name),
+            cwd=str(cwd or Path.cwd()),
+            progress_bar=progress,
+            start_timeout=KERNEL_START_TIMEOUT,
+        )
+    except PapermillExecutionError as err:
+        evalue = " ".join(str(err.evalue).split())
+        raise PipelineError(
+            f"notebook {name}.ipynb failed in cell {err.cell_index} "
+            f"({_first_line(err.source)!r}): {err.ename}: {evalue} — executed copy with the "
+            f"traceback: {output}"
+        ) from None
+    except RuntimeError as err:
+        # nbclient's DeadKernelError and kernel start-up timeouts are RuntimeErrors.
+        raise PipelineError(
+            f"notebook {name}.ipynb could not run: {type(err).__name__}: {err}"
+        ) from err
+    return output
+
+
+def _plain(value: Any) -> Any:
+    # papermill writes parameters as Python literals; paths become strings.
+    return str(value) if isinstance(value, Path) else value
+
+
+# nbconvert warns about every image without alt text, and the lab template cannot take one from
+# the output; that warning would be printed on every `cj pipeline`, so only its errors are kept.
+_NBCONVERT_LOG = logging.getLogger(f"{__name__}.nbconvert")
+_NBCONVERT_LOG.setLevel(logging.ERROR)
+
+
+def export_report(executed: str | Path, html_path: str | Path) -> Path:
+    """Export an executed notebook to self-contained HTML without code input.
+
+    Uses nbconvert's ``HTMLExporter`` (lab template) with ``exclude_input`` and without
+    prompts; figures are the notebook's PNG outputs, embedded as base64 ``data:`` URIs.
+    """
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    notebook = nbformat.read(str(executed), as_version=4)
+    exporter = HTMLExporter(
+        template_name="lab",
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        log=_NBCONVERT_LOG,
+    )
+    resources = {"metadata": {"name": "CJ batch validation report"}}
+    body, _ = exporter.from_notebook_node(notebook, resources=resources)
+    # The lab template links require.js and MathJax from a CDN; the report uses neither, and
+    # a report must open offline, so remote scripts are dropped.
+    body = _REMOTE_SCRIPT.sub("", body)
+    html_path = Path(html_path)
+    html_path.write_text(body, encoding="utf-8")
+    return html_path
+
+
+_REMOTE_SCRIPT = re.compile(
+    r"<script[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>|"
+    r"<script[^>]*>\s*(?:(?!</script>).)*?MathJax(?:(?!</script>).)*</script>",
+    re.DOTALL | re.IGNORECASE,
+)
+
+
+def _refresh_execute_record(
+    database_url: str, cj_batch_id: int, run_dir: Path, dataset_dir: Path, notebooks: list[Path]
+) -> None:
+    from cjlib.datasets import load_dataset
+    from cjlib.db import get_engine
+    from cjlib.workflow.artefacts import write_assessment_run
+
+    engine = get_engine(database_url)
+    try:
+        from cjlib.report import load_batch_frames
+
+        frames = load_batch_frames(engine, cj_batch_id)
+        write_assessment_run(
+            engine,
+            cj_batch_id,
+            run_dir,
+            data=load_dataset(dataset_dir, grade_scale=frames.grade_scale),
+            extra_metadata={
+                "pipeline": {
+                    "notebooks": [p.name for p in notebooks],
+                    "validation_report": REPORT_HTML,
+                }
+            },
+        )
+    finally:
+        engine.dispose()
+
+
+def run_pipeline(
+    *,
+    database_url: str | None = None,
+    assignment_id: str = "eng5-np-2016",
+    course_id: str = "ENG5",
+    dataset: str | Path | None = None,
+    batch_label: str = "eng5-demo",
+    max_comparisons: int = 660,
+    seed: int = 20161,
+    judge: str = "simulated",
+    output_dir: str | Path = "reports/runs",
+    extra_parameters: Mapping[str, Any] | None = None,
+    kernel_name: str | None = None,
+    progress: bool = False,
+    on_notebook: Callable[[str], None] | None = None,
+) -> PipelineResult:
+    """Run the four notebooks into a fresh run folder and export the validation report.
+
+    Parameters
+    ----------
+    database_url : str, optional
+        Resolved once (argument, else ``CJ_DATABASE_URL``, else the embedded SQLite file) and
+        passed to every notebook.
+    assignment_id, course_id, dataset, batch_label, max_comparisons, seed, judge
+        The batch to run (``dataset`` defaults to the committed ENG5 data set).
+    output_dir : path
+        Parent of the run folder.
+    extra_parameters : mapping, optional
+        More notebook parameters (``cj pipeline -p key=value``), each passed to every notebook
+        that declares it; they override the named arguments.
+    kernel_name : str, optional
+        Jupyter kernel (default ``python3``, which must run this interpreter).
+    progress : bool
+        Show papermill's per-cell progress bars on stderr.
+    on_notebook : callable, optional
+        Called with each notebook's name before it runs.
+
+    Returns
+    -------
+    PipelineResult
+
+    Raises
+    ------
+    UsageError
+        An extra parameter is declared by no notebook or is one the pipeline sets itself.
+    NotFoundError
+        The notebooks are missing.
+    PipelineError
+        A notebook failed (naming notebook, cell and error), or notebook 02 recorded no batch.
+    """
+    from cjlib.datasets import default_dataset_dir
+
+    folder = notebooks_dir()
+    kernel = check_kernel(kernel_name)
+    declared = {name: declared_parameters(folder / f"{name}.ipynb") for name in NOTEBOOKS}
+    extra = dict(extra_parameters or {})
+    reserved = sorted(set(extra) & RESERVED_PARAMETERS)
+    if reserved:
+        raise UsageError(
+            f"-p {', '.join(reserved)}: set by the pipeline itself (use --database-url for the "
+            "database)"
+        )
+    known = set().union(*declared.values())
+    unknown = sorted(set(extra) - known)
+    if unknown:
+        raise UsageError(
+            f"no notebook declares parameter(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    url = resolve_database_url(database_url)
+    dataset_dir = Path(dataset).resolve() if dataset else default_dataset_dir().resolve()
+    run_dir = new_pipeline_run_dir(output_dir, batch_label)
+    parameters: dict[str, Any] = {
+        "database_url": url,
+        "assignment_id": assignment_id,
+        "course_id": course_id,
+        "dataset_dir": str(dataset_dir),
+        "batch_label": batch_label,
+        "max_comparisons": max_comparisons,
+        "seed": seed,
+        "judge": judge,
+        "run_dir": str(run_dir),
+        **extra,
+    }
+    executed: list[Path] = []
+
+    def run(name: str) -> None:
+        if on_notebook is not None:
+            on_notebook(name)
+        executed.append(
+            execute_notebook(name, run_dir, parameters, kernel_name=kernel, progress=progress)
+        )
+
+    run(NOTEBOOKS[0])
+    run(NOTEBOOKS[1])
+    try:
+        cj_batch_id = read_batch_record(run_dir)["cj_batch_id"]
+    except NotFoundError as err:
+        raise PipelineError(f"notebook {NOTEBOOKS[1]}.ipynb recorded no batch: {err}") from None
+    parameters["cj_batch_id"] = cj_batch_id
+    run(NOTEBOOKS[2])
+    run(NOTEBOOKS[3])
+    report_html = export_report(run_dir / f"{REPORT_NOTEBOOK}.ipynb", run_dir / REPORT_HTML)
+    _refresh_execute_record(url, cj_batch_id, run_dir, Path(parameters["dataset_dir"]), executed)
+    log.info("pipeline finished: %s", report_html)
+    return PipelineResult(
+        run_dir=run_dir,
+        report_html=report_html,
+        executed_notebooks=tuple(executed),
+        cj_batch_id=cj_batch_id,
+    )
