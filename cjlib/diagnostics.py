@@ -33,6 +33,7 @@ from cjlib.db.models import (
     CoreCJState,
     GradeProjection,
 )
+from cjlib.db.repository import parse_anchor_flag
 from cjlib.errors import NotFoundError, UsageError
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,6 @@ _COUNT_COLUMNS = (
     "anchor_flag_drift_count",
 )
 _FINALIZING_STATES = {CoreCJState.WAITING_CALLBACKS.value, CoreCJState.SCORING.value}
-_TRUE_STRINGS = {"true", "1", "yes"}
-_FALSE_STRINGS = {"false", "0", "no"}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -292,17 +291,6 @@ class BatchInspection:
         return _jsonable(out)
 
 
-def _metadata_anchor_flag(value: Any) -> bool | None:
-    # Same reading as the repository's coercion; None when the metadata says nothing usable.
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE_STRINGS | _FALSE_STRINGS:
-        return value.strip().lower() in _TRUE_STRINGS
-    return None
-
-
 def _pair_counts(connection: Connection, cj_batch_id: int) -> ComparisonCounts:
     pair = CJComparisonPair
     answered = (ComparisonWinner.ESSAY_A, ComparisonWinner.ESSAY_B)
@@ -330,7 +318,7 @@ def _anchor_facts(
     disagreements = []
     for row in rows:
         meta = row.processing_metadata if isinstance(row.processing_metadata, dict) else {}
-        flag = _metadata_anchor_flag(meta.get("is_anchor"))
+        flag = parse_anchor_flag(meta.get("is_anchor"))
         if flag is not None and flag != bool(row.is_anchor):
             disagreements.append(
                 AnchorDisagreement(row.els_essay_id, bool(row.is_anchor), meta.get("is_anchor"))

@@ -49,6 +49,7 @@ from cjlib.db.models import (
     CoreCJState,
     utc_now,
 )
+from cjlib.db.repository import parse_anchor_flag
 from cjlib.errors import CJError, NotFoundError, ProjectionUnavailable, UsageError
 from cjlib.grades import get_grade_scale
 from cjlib.projection import Projection, ProjectionEvaluation, evaluate_projection, project_grades
@@ -81,7 +82,6 @@ CHECKS = (
 DEFAULT_GRADE_SCALE = "eng5_np_legacy_9_step"
 _DECIDED = ("essay_a", "essay_b")
 _STUDENT_COLOUR, _ANCHOR_COLOUR, _ALERT_COLOUR = "#4C72B0", "#DD8452", "#C44E52"
-_TRUE_STRINGS, _FALSE_STRINGS = {"true", "1", "yes"}, {"false", "0", "no"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,13 +171,9 @@ def _present(value: Any) -> bool:
 
 
 def _metadata_flag(meta: Mapping[str, Any]) -> bool | None:
-    value = meta.get("is_anchor")
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE_STRINGS | _FALSE_STRINGS:
-        return value.strip().lower() in _TRUE_STRINGS
+    flag = parse_anchor_flag(meta.get("is_anchor"))
+    if flag is not None:
+        return flag
     if meta.get("anchor_grade") is not None:
         return True
     return None

@@ -57,13 +57,25 @@ ALLOWED_TRANSITIONS: Mapping[CoreCJState | None, frozenset[CoreCJState]] = {
 }
 
 
-def _coerce_anchor_flag(value: Any) -> bool:
+def parse_anchor_flag(value: Any) -> bool | None:
+    """Read an ``is_anchor`` metadata value: booleans, 0/1 and "true"/"false"/"yes"/"no"/"1"/"0".
+
+    Returns None for anything else. Diagnostics use the same reading as the writer, so an essay
+    is never reported as drifting merely because of how its metadata spelled the flag.
+    """
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE_STRINGS | _FALSE_STRINGS:
         return value.strip().lower() in _TRUE_STRINGS
+    return None
+
+
+def _coerce_anchor_flag(value: Any) -> bool:
+    flag = parse_anchor_flag(value)
+    if flag is not None:
+        return flag
     raise ValueError(
         f"processing_metadata['is_anchor'] must be true or false, got {value!r}; pass a boolean"
     )
