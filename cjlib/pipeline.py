@@ -113,22 +113,11 @@ def fill_parameters(**values: Any) -> tuple[Any, ...]:
     return tuple(overrides.get(name) if value is None else value for name, value in values.items())
 
 
-def _safe_label(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "batch"
-
-
 def new_pipeline_run_dir(output_dir: str | Path, label: str) -> Path:
     """Create a fresh run folder ``<output_dir>/<UTC stamp>_<label>_pipeline`` (never reused)."""
-    stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
-    base = Path(output_dir).resolve() / f"{stamp}_{_safe_label(label)}_pipeline"
-    candidate, n = base, 1
-    while True:
-        try:
-            candidate.mkdir(parents=True, exist_ok=False)
-            return candidate
-        except FileExistsError:
-            n += 1
-            candidate = base.with_name(f"{base.name}_{n}")
+    from cjlib.workflow.artefacts import fresh_run_dir
+
+    return fresh_run_dir(Path(output_dir).resolve(), label, "pipeline")
 
 
 def write_batch_record(run_dir: str | Path, result: Any) -> Path:

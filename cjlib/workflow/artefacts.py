@@ -86,11 +86,14 @@ def versions() -> dict[str, str]:
     return found
 
 
-def new_run_dir(output_dir: str | Path, batch_label: str, cj_batch_id: int) -> Path:
-    """Create a fresh run folder under ``output_dir``; never reuses an existing one."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", batch_label).strip("_") or "batch"
+def fresh_run_dir(output_dir: str | Path, label: str, suffix: str) -> Path:
+    """Create ``<output_dir>/<UTC stamp>_<label>_<suffix>`` (``_2``, ``_3``… if taken).
+
+    Never reuses an existing folder, so an earlier run's files are never overwritten.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "batch"
     stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
-    base = Path(output_dir) / f"{stamp}_{safe}_batch{cj_batch_id}"
+    base = Path(output_dir) / f"{stamp}_{safe}_{suffix}"
     candidate, n = base, 1
     while True:
         try:
@@ -99,6 +102,11 @@ def new_run_dir(output_dir: str | Path, batch_label: str, cj_batch_id: int) -> P
         except FileExistsError:
             n += 1
             candidate = base.with_name(f"{base.name}_{n}")
+
+
+def new_run_dir(output_dir: str | Path, batch_label: str, cj_batch_id: int) -> Path:
+    """A fresh run folder for one batch's artefacts (see :func:`fresh_run_dir`)."""
+    return fresh_run_dir(output_dir, batch_label, f"batch{cj_batch_id}")
 
 
 def _iso(value: Any) -> str | None:

@@ -422,9 +422,16 @@ def execute_batch(
             _await_wave(engine, batch_id, sent, results, deadline, callback_grace, bar,
                         judge_impl.judge_id)  # fmt: skip
             counts = _counts(engine, batch_id)
-            stable, previous_theta, _change = _stable(
+            stable, previous_theta, change = _stable(
                 engine, batch_id, previous_theta, stability_threshold
             )
+            log.info(
+                "batch %s wave %d: %d pairs; %d/%d submitted, %d completed, %d failed; "
+                "max |Δθ| since last wave %s",
+                batch_id, wave, len(sent), counts.submitted_comparisons, max_comparisons,
+                counts.completed_comparisons, counts.failed_comparisons,
+                "n/a" if change is None else f"{change:.3f}",
+            )  # fmt: skip
             if counts.submitted_comparisons >= max_comparisons:
                 reason = "budget_exhausted"
             elif all_pairs_seen(essay_ids, pairing):
