@@ -118,10 +118,10 @@ def batch_inspect(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Show one batch: statuses, comparison counters, anchors, activity, transitions, health."""
-    from cjlib.db import get_engine
+    from cjlib.db import get_engine, require_current_schema
     from cjlib.diagnostics import inspect_batch
 
-    engine = get_engine(database_url)
+    engine = require_current_schema(get_engine(database_url))
     try:
         report = inspect_batch(engine, cj_batch_id)
     finally:
@@ -169,7 +169,7 @@ def health(
     database_url: DatabaseUrl = None,
 ) -> None:
     """List batches in each alert state; exit 3 when any alert fires, 0 when none does."""
-    from cjlib.db import get_engine
+    from cjlib.db import get_engine, require_current_schema
     from cjlib.diagnostics import HealthThresholds, health_alerts, parse_duration
 
     thresholds = HealthThresholds(
@@ -177,7 +177,7 @@ def health(
         scoring_after=parse_duration(scoring_after),
         stalled_after=parse_duration(stalled_after),
     )
-    engine = get_engine(database_url)
+    engine = require_current_schema(get_engine(database_url))
     try:
         report = health_alerts(engine, thresholds)
     finally:
@@ -229,7 +229,7 @@ def batch_cleanup(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Delete a batch, or all batches of an assignment, from a local dev/test database."""
-    from cjlib.db import get_engine
+    from cjlib.db import get_engine, require_current_schema
     from cjlib.maintenance import cleanup_assignment, cleanup_batch, ensure_disposable_database
 
     if (cj_batch_id is None) == (assignment_id is None):
@@ -237,7 +237,7 @@ def batch_cleanup(
     if cj_batch_id is not None and not keep_anchors:
         raise UsageError("--drop-anchors applies to --assignment-id only")
     ensure_disposable_database(database_url)
-    engine = get_engine(database_url)
+    engine = require_current_schema(get_engine(database_url))
     try:
         if cj_batch_id is not None:
             summary = cleanup_batch(engine, cj_batch_id)

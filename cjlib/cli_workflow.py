@@ -21,9 +21,9 @@ class AnchorCheckFailed(CJError):
 
 
 def _engine(url: str | None):
-    from cjlib.db import get_engine
+    from cjlib.db import get_engine, require_current_schema
 
-    return get_engine(url)
+    return require_current_schema(get_engine(url))
 
 
 def anchors_register(

@@ -118,6 +118,25 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+def require_current_schema(engine: Engine) -> Engine:
+    """Return ``engine`` if its schema is at this cjlib's head revision.
+
+    Raises
+    ------
+    DatabaseURLError
+        The database is empty or at another revision; the message says to run
+        ``cj db upgrade``.
+    """
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        where = "empty (no CJ schema)" if current is None else f"at schema revision {current}"
+        raise DatabaseURLError(
+            f"database {safe_url(engine.url.render_as_string(False))} is {where}; this cjlib "
+            f"needs {head}: run `cj db upgrade --database-url …` first"
+        )
+    return engine
+
+
 def head_revision() -> str | None:
     """The newest revision shipped with this version of cjlib."""
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()

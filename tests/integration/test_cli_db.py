@@ -60,3 +60,23 @@ def test_default_is_embedded_sqlite_under_data(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["db", "upgrade"]) == 0
     assert (tmp_path / "data" / "cj.sqlite3").is_file()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["health"],
+        ["batch", "inspect", "1"],
+        ["anchors", "verify", "--assignment-id", "a"],
+        ["batch", "execute", "--assignment-id", "a", "--course-id", "c", "--batch-id", "x",
+         "--max-comparisons", "5"],
+    ],
+)  # fmt: skip
+def test_commands_on_an_unmigrated_database_say_to_upgrade(tmp_path, capsys, command):
+    url = f"sqlite:///{tmp_path / 'blank.sqlite3'}"
+    assert main([*command, "--database-url", url]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "run `cj db upgrade" in err[0]
+    engine = get_engine(url)
+    assert inspect(engine).get_table_names() == []  # nothing was written
+    engine.dispose()
