@@ -654,11 +654,19 @@ def success_checklist(
     return evaluate_checklist(frames, health=inspection.health, alerts=mine)
 
 
+_PASS_BADGE = '<span style="color:#1a7f37;font-weight:bold">✓ PASS</span>'
+_FAIL_BADGE = '<span style="color:#c0392b;font-weight:bold">✗ FAIL</span>'
+
+
 def checklist_html(checklist: pd.DataFrame) -> str:
-    """The checklist as an HTML table (id ``success-checklist``) with ✅ / ❌ per line."""
+    """The checklist as an HTML table (id ``success-checklist``), a PASS / FAIL badge per line.
+
+    Plain text with a colour, not emoji: a report must read the same on machines without an
+    emoji font.
+    """
     rows = "".join(
         f'<tr class="{"pass" if row.passed else "fail"}">'
-        f"<td>{'✅' if row.passed else '❌'}</td>"
+        f"<td>{_PASS_BADGE if row.passed else _FAIL_BADGE}</td>"
         f"<td>{html.escape(str(row.check))}</td><td>{html.escape(str(row.evidence))}</td></tr>"
         for row in checklist.itertuples(index=False)
     )

@@ -195,8 +195,8 @@ def test_checklist_lists_firing_alerts_of_the_batch():
 def test_checklist_html_marks_passing_and_failing_lines():
     checklist = report.evaluate_checklist(_frames(flip="anc_1"), health="ok", alerts=[])
     html = report.checklist_html(checklist)
-    assert html.count('<tr class="pass"><td>✅</td>') == len(report.CHECKS) - 1
-    assert html.count('<tr class="fail"><td>❌</td>') == 1
+    assert html.count(f'<tr class="pass"><td>{report._PASS_BADGE}</td>') == len(report.CHECKS) - 1
+    assert html.count(f'<tr class="fail"><td>{report._FAIL_BADGE}</td>') == 1
 
 
 def test_report_rebuilds_the_stored_projection_from_stored_scores():
