@@ -288,71 +288,32 @@ class BatchFinalizer:
                 "spearman_rho": _finite(_get(check, "spearman_rho")),
             }
         final_status = CJBatchStatusEnum.COMPLETE_STABLE
+        common = {
+            "cj_batch_id": batch_id,
+            "bos_batch_id": upload.bos_batch_id,
+            "status": final_status.value,
+            "projection_available": projection is not None,
+            "projection_unavailable_reason": unavailable.reason if unavailable else None,
+            "correlation_id": str(correlation_id),
+            "occurred_at": now.isoformat(),
+        }
         session.add(
-            EventOutbox(
-                aggregate_id=str(batch_id),
-                event_type=EVENT_COMPLETED,
-                correlation_id=str(correlation_id),
-                payload={
-                    "event_type": EVENT_COMPLETED,
-                    "cj_batch_id": batch_id,
-                    "bos_batch_id": upload.bos_batch_id,
-                    "status": final_status.value,
-                    "completion_reason": completion_reason,
-                    "scored_student_ids": scored_students,
-                    "failed_student_ids": failed_students,
-                    "projection_available": projection is not None,
-                    "projection_unavailable_reason": unavailable.reason if unavailable else None,
-                    "correlation_id": str(correlation_id),
-                    "occurred_at": now.isoformat(),
-                },
+            _event(
+                EVENT_COMPLETED,
+                common,
+                completion_reason=completion_reason,
+                scored_student_ids=scored_students,
+                failed_student_ids=failed_students,
             )
         )
-        ranks = scores["theta"].rank(ascending=False, method="min")
-        published = []
-        for essay in sorted(essays, key=lambda e: e.els_essay_id):
-            sid = essay.els_essay_id
-            scored = sid in scores.index
-            grade = None
-            if projection is not None and sid in projection.grades.index:
-                g = projection.grades.loc[sid]
-                grade = {
-                    "primary_grade": str(g["primary_grade"]),
-                    "confidence_score": float(g["confidence_score"]),
-                    "confidence_label": str(g["confidence_label"]),
-                    "probabilities": {lab: float(g[lab]) for lab in labels},
-                }
-            published.append(
-                {
-                    "els_essay_id": sid,
-                    "is_anchor": bool(essay.is_anchor),
-                    "anchor_grade": anchor_grades.get(sid),
-                    "bt_score": float(scores.loc[sid, "theta"]) if scored else None,
-                    "bt_se": float(scores.loc[sid, "se"]) if scored else None,
-                    "rank": int(ranks.loc[sid]) if scored else None,
-                    "comparison_count": int(scores.loc[sid, "n_comparisons"]) if scored else 0,
-                    "projected_grade": grade,
-                }
-            )
         session.add(
-            EventOutbox(
-                aggregate_id=str(batch_id),
-                event_type=EVENT_RESULT_PUBLISHED,
-                correlation_id=str(correlation_id),
-                payload={
-                    "event_type": EVENT_RESULT_PUBLISHED,
-                    "cj_batch_id": batch_id,
-                    "bos_batch_id": upload.bos_batch_id,
-                    "assignment_id": upload.assignment_id,
-                    "grade_scale": grade_scale,
-                    "status": final_status.value,
-                    "reliability": _finite(bt.reliability),
-                    "projection_available": projection is not None,
-                    "projection_unavailable_reason": unavailable.reason if unavailable else None,
-                    "essays": published,
-                    "correlation_id": str(correlation_id),
-                    "occurred_at": now.isoformat(),
-                },
+            _event(
+                EVENT_RESULT_PUBLISHED,
+                common,
+                assignment_id=upload.assignment_id,
+                grade_scale=grade_scale,
+                reliability=_finite(bt.reliability),
+                essays=_published_essays(essays, scores, projection, anchor_grades),
             )
         )
 
@@ -439,3 +400,50 @@ def _anchor_grades(
         if grade is not None:
             grades[essay.els_essay_id] = grade
     return grades
+
+
+def _event(event_type: str, common: dict[str, Any], **body: Any) -> EventOutbox:
+    """An outbox row for the batch in ``common`` (its id is the aggregate id)."""
+    return EventOutbox(
+        aggregate_id=str(common["cj_batch_id"]),
+        event_type=event_type,
+        correlation_id=common["correlation_id"],
+        payload={"event_type": event_type, **common, **body},
+    )
+
+
+def _published_essays(
+    essays: list[CJProcessedEssay],
+    scores: pd.DataFrame,
+    projection: Any,
+    anchor_grades: dict[str, str],
+) -> list[dict[str, Any]]:
+    """Every essay's score, SE, rank, anchor flag and projected grade, for the rich event."""
+    labels = list(projection.scale.all_labels) if projection is not None else []
+    ranks = scores["theta"].rank(ascending=False, method="min")
+    published = []
+    for essay in sorted(essays, key=lambda e: e.els_essay_id):
+        sid = essay.els_essay_id
+        scored = sid in scores.index
+        grade = None
+        if projection is not None and sid in projection.grades.index:
+            g = projection.grades.loc[sid]
+            grade = {
+                "primary_grade": str(g["primary_grade"]),
+                "confidence_score": float(g["confidence_score"]),
+                "confidence_label": str(g["confidence_label"]),
+                "probabilities": {lab: float(g[lab]) for lab in labels},
+            }
+        published.append(
+            {
+                "els_essay_id": sid,
+                "is_anchor": bool(essay.is_anchor),
+                "anchor_grade": anchor_grades.get(sid),
+                "bt_score": float(scores.loc[sid, "theta"]) if scored else None,
+                "bt_se": float(scores.loc[sid, "se"]) if scored else None,
+                "rank": int(ranks.loc[sid]) if scored else None,
+                "comparison_count": int(scores.loc[sid, "n_comparisons"]) if scored else 0,
+                "projected_grade": grade,
+            }
+        )
+    return published
