@@ -289,6 +289,21 @@ def _first_line(text: str) -> str:
     return ""
 
 
+def _kernel_manager_option() -> dict[str, Any]:
+    # On POSIX the kernel talks to us over Unix sockets instead of local TCP: nothing listens
+    # on a port, and ipykernel no longer warns about unencrypted TCP at every kernel start.
+    if sys.platform == "win32":
+        return {}
+    from jupyter_client.manager import AsyncKernelManager
+
+    class _IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+
+    return {"kernel_manager_class": _IPCKernelManager}
+
+
 def execute_notebook(
     name: str,
     run_dir: str | Path,
@@ -347,6 +362,7 @@ def execute_notebook(
             cwd=str(cwd or Path.cwd()),
             progress_bar=progress,
             start_timeout=KERNEL_START_TIMEOUT,
+            **_kernel_manager_option(),
         )
     except PapermillExecutionError as err:
         evalue = " ".join(str(err.evalue).split())
