@@ -9,15 +9,8 @@ import typer
 from rich.table import Table
 
 from cjlib.cli import DatabaseUrl, console, err_console, print_json
-from cjlib.errors import CJError
 
 GRADE_SCALE_HELP = "Grade scale of the anchors (eng5_np_legacy_9_step, …)."
-
-
-class AnchorCheckFailed(CJError):
-    """``cj anchors verify`` found a problem."""
-
-    exit_code = 1
 
 
 def _engine(url: str | None):
@@ -70,6 +63,7 @@ def anchors_verify(
 ) -> None:
     """Check the anchor count and that every anchor text resolves in the content store."""
     from cjlib.workflow import verify_anchors
+    from cjlib.workflow.anchors import AnchorVerificationFailed
 
     result = verify_anchors(_engine(database_url), assignment_id=assignment_id, expect=expect)
     if as_json:
@@ -85,7 +79,7 @@ def anchors_verify(
     else:
         console.print(f"{result.anchor_count} anchors registered for {assignment_id}")
     if not result.ok:
-        raise AnchorCheckFailed("; ".join(result.problems))
+        raise AnchorVerificationFailed("; ".join(result.problems))
     if not as_json:
         console.print("[green]anchors verified[/green]")
 

@@ -41,9 +41,7 @@ from cjlib.db.models import (
     CJBatchState,
     CJBatchStatusEnum,
     CJBatchUpload,
-    CJComparisonPair,
     CJProcessedEssay,
-    ComparisonWinner,
     CoreCJState,
     GradeProjection,
 )
@@ -58,7 +56,12 @@ from cjlib.errors import BatchRefused, CompletionTimeout
 from cjlib.judges import JudgeResult, PairRequest, make_judge
 from cjlib.pairing import PairingState, all_pairs_seen, next_wave
 from cjlib.scoring import fit_bradley_terry
-from cjlib.workflow.callbacks import CallbackOutcome, record_callback, submit_pairs
+from cjlib.workflow.callbacks import (
+    CallbackOutcome,
+    record_callback,
+    submit_pairs,
+    successful_comparisons,
+)
 from cjlib.workflow.finalizer import FALLBACK_ALPHA, BatchFinalizer, FinalizationResult
 
 log = logging.getLogger(__name__)
@@ -120,25 +123,12 @@ class BatchRunResult:
         }
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    batch_id: int
-    essay_ids: list[str]
-    texts: dict[str, str]
-    prompt: str | None
-    abilities: dict[str, float] | None
-    grade_scale: str
-    dataset_dir: Path
-    n_anchors: int
-    n_students: int
-
-
 def _validate_and_load(
     engine: Engine,
     assignment_id: str,
     max_comparisons: int,
     dataset: str | Path | None,
-) -> tuple[AssessmentInstruction, list[AnchorEssayReference], dict[str, str], Any]:
+) -> tuple[list[AnchorEssayReference], dict[str, str], Any]:
     if max_comparisons < 2:
         raise BatchRefused(
             f"--max-comparisons must be at least 2 (got {max_comparisons}): "
@@ -189,7 +179,7 @@ def _validate_and_load(
             f"student ids collide with anchor labels: {', '.join(sorted(clash)[:5])}; "
             "rename the student files"
         )
-    return instr, refs, anchor_texts, data
+    return refs, anchor_texts, data
 
 
 def _create_batch(
@@ -199,7 +189,6 @@ def _create_batch(
     course_id: str,
     batch_label: str,
     max_comparisons: int,
-    instr: AssessmentInstruction,
     refs: list[AnchorEssayReference],
     anchor_texts: dict[str, str],
     data: Any,
@@ -251,20 +240,9 @@ def _stable(
     engine: Engine, batch_id: int, previous: pd.Series | None, threshold: float
 ) -> tuple[bool, pd.Series | None, float | None]:
     with session_scope(engine) as session:
-        rows = session.execute(
-            select(
-                CJComparisonPair.essay_a_els_id,
-                CJComparisonPair.essay_b_els_id,
-                CJComparisonPair.winner,
-            ).where(
-                CJComparisonPair.cj_batch_id == batch_id,
-                CJComparisonPair.winner.in_([ComparisonWinner.ESSAY_A, ComparisonWinner.ESSAY_B]),
-            )
-        ).all()
-    if not rows:
+        frame = successful_comparisons(session, batch_id)
+    if frame.empty:
         return False, previous, None
-    frame = pd.DataFrame(rows, columns=["essay_a_id", "essay_b_id", "winner"])
-    frame["winner"] = frame["winner"].map(lambda w: ComparisonWinner(w).value)
     scores = fit_bradley_terry(frame, alpha=FALLBACK_ALPHA).scores
     theta = scores["theta"]
     if previous is None or not previous.index.equals(theta.index.sort_values()):
@@ -272,11 +250,6 @@ def _stable(
     change = float(np.max(np.abs(theta.sort_index().to_numpy() - previous.to_numpy())))
     enough = int(scores["n_comparisons"].min()) >= STABILITY_MIN_COMPARISONS
     return enough and change < threshold, theta.sort_index(), change
-
-
-def _counts(engine: Engine, batch_id: int) -> CJBatchState:
-    with session_scope(engine) as session:
-        return session.get(CJBatchState, batch_id)
 
 
 def execute_batch(
@@ -336,9 +309,7 @@ def execute_batch(
     FinalizationError
         Finalization failed; the batch is FAILED with the reason.
     """
-    instr, refs, anchor_texts, data = _validate_and_load(
-        engine, assignment_id, max_comparisons, dataset
-    )
+    refs, anchor_texts, data = _validate_and_load(engine, assignment_id, max_comparisons, dataset)
     params = {**DEFAULT_JUDGE_PARAMS, **(judge_params or {})}
     abilities = None
     if data.truth is not None:
@@ -362,7 +333,6 @@ def execute_batch(
         course_id=course_id,
         batch_label=batch_label,
         max_comparisons=max_comparisons,
-        instr=instr,
         refs=refs,
         anchor_texts=anchor_texts,
         data=data,
@@ -378,13 +348,12 @@ def execute_batch(
     pairing = PairingState()
     previous_theta = None
     reason = None
-    wave = 0
+    wave = submitted = 0
     bar = _ProgressBar(max_comparisons, enabled=progress, callback=on_progress)
     with bar, ThreadPoolExecutor(max_workers=4, thread_name_prefix="cj-judge") as pool:
         while reason is None:
             wave += 1
-            submitted_so_far = _counts(engine, batch_id).submitted_comparisons
-            n_pairs = min(per_wave, max_comparisons - submitted_so_far)
+            n_pairs = min(per_wave, max_comparisons - submitted)
             pairs = next_wave(
                 essay_ids, n_pairs, pairing, seed=seed, wave=wave, anchors=anchor_texts
             )
@@ -399,6 +368,7 @@ def execute_batch(
                     session, batch_id, CoreCJState.WAITING_CALLBACKS,
                     reason=f"wave {wave}: {len(sent)} pairs submitted",
                 )  # fmt: skip
+            submitted += len(sent)
             results: queue.Queue[JudgeResult] = queue.Queue()
 
             def _run(request: PairRequest, out: queue.Queue = results) -> None:
@@ -421,23 +391,23 @@ def execute_batch(
                 )
             _await_wave(engine, batch_id, sent, results, deadline, callback_grace, bar,
                         judge_impl.judge_id)  # fmt: skip
-            counts = _counts(engine, batch_id)
-            stable, previous_theta, change = _stable(
-                engine, batch_id, previous_theta, stability_threshold
-            )
-            log.info(
-                "batch %s wave %d: %d pairs; %d/%d submitted, %d completed, %d failed; "
-                "max |Δθ| since last wave %s",
-                batch_id, wave, len(sent), counts.submitted_comparisons, max_comparisons,
-                counts.completed_comparisons, counts.failed_comparisons,
-                "n/a" if change is None else f"{change:.3f}",
-            )  # fmt: skip
-            if counts.submitted_comparisons >= max_comparisons:
+            change = None
+            if submitted >= max_comparisons:
                 reason = "budget_exhausted"
             elif all_pairs_seen(essay_ids, pairing):
                 reason = "all_pairs_compared"
-            elif wave >= 3 and stable:
-                reason = "stable"
+            else:
+                # The stability fit is only worth doing when no other reason ends the run.
+                stable, previous_theta, change = _stable(
+                    engine, batch_id, previous_theta, stability_threshold
+                )
+                if wave >= 3 and stable:
+                    reason = "stable"
+            log.info(
+                "batch %s wave %d: %d pairs, %d/%d submitted; max |Δθ| since last wave %s",
+                batch_id, wave, len(sent), submitted, max_comparisons,
+                "n/a" if change is None else f"{change:.3f}",
+            )  # fmt: skip
     if not finalize:
         return _result(engine, batch_id, wave, None, {}, None, pending_reason=reason)
     finalization = BatchFinalizer(engine).finalize_scoring(batch_id, completion_reason=reason)

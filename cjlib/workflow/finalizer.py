@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,9 +27,7 @@ from cjlib.db.models import (
     AssessmentInstruction,
     CJBatchStatusEnum,
     CJBatchUpload,
-    CJComparisonPair,
     CJProcessedEssay,
-    ComparisonWinner,
     CoreCJState,
     EventOutbox,
     GradeProjection,
@@ -44,6 +42,7 @@ from cjlib.errors import (
 )
 from cjlib.projection import project_grades
 from cjlib.scoring import fit_bradley_terry
+from cjlib.workflow.callbacks import successful_comparisons
 
 log = logging.getLogger(__name__)
 
@@ -82,28 +81,6 @@ class FinalizationResult:
     scored_essays: int = 0
     reliability: float | None = None
     bt_alpha: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-def _comparisons_frame(session: Session, batch_id: int) -> pd.DataFrame:
-    rows = session.execute(
-        select(
-            CJComparisonPair.essay_a_els_id,
-            CJComparisonPair.essay_b_els_id,
-            CJComparisonPair.winner,
-            CJComparisonPair.judge_id,
-        ).where(
-            CJComparisonPair.cj_batch_id == batch_id,
-            CJComparisonPair.winner.in_([ComparisonWinner.ESSAY_A, ComparisonWinner.ESSAY_B]),
-        )
-    ).all()
-    frame = pd.DataFrame(rows, columns=["essay_a_id", "essay_b_id", "winner", "judge_id"])
-    frame["winner"] = frame["winner"].map(lambda w: ComparisonWinner(w).value)
-    if frame["judge_id"].isna().all():
-        frame = frame.drop(columns="judge_id")
-    else:
-        frame["judge_id"] = frame["judge_id"].fillna("unknown")
-    return frame
 
 
 def _fit(comparisons: pd.DataFrame) -> tuple[Any, float]:
@@ -189,7 +166,7 @@ class BatchFinalizer:
         essays = session.scalars(
             select(CJProcessedEssay).where(CJProcessedEssay.cj_batch_id == batch_id)
         ).all()
-        comparisons = _comparisons_frame(session, batch_id)
+        comparisons = successful_comparisons(session, batch_id)
         if comparisons.empty:
             raise FinalizationError(
                 f"batch {batch_id} has no successful comparisons to score; "
@@ -283,9 +260,9 @@ class BatchFinalizer:
         if projection is not None:
             check = projection.anchor_check
             meta["anchor_check"] = {
-                "inversions": len(_get(check, "inversions")),
-                "kendall_tau_b": _finite(_get(check, "kendall_tau_b")),
-                "spearman_rho": _finite(_get(check, "spearman_rho")),
+                "inversions": len(check.inversions),
+                "kendall_tau_b": _finite(check.kendall_tau_b),
+                "spearman_rho": _finite(check.spearman_rho),
             }
         final_status = CJBatchStatusEnum.COMPLETE_STABLE
         common = {
@@ -360,10 +337,6 @@ class BatchFinalizer:
                 }
         except Exception:  # the original error matters more; keep it, log this one
             log.exception("could not mark batch %s as FAILED", batch_id)
-
-
-def _get(obj: Any, name: str) -> Any:
-    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
 
 
 def _finite(value: Any) -> float | None:
