@@ -98,7 +98,8 @@ def _spawn(case: str, n: int, seed: int, theta_path: Path) -> dict:
     command = [sys.executable, __file__, "--worker", case, str(n), str(seed), str(theta_path)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        return {"case": case, "n": n, "error": done.stderr.strip().splitlines()[-1]}
+        lines = done.stderr.strip().splitlines()  # empty when e.g. the OOM killer ended it
+        return {"case": case, "n": n, "error": (lines or [f"exit {done.returncode}"])[-1]}
     return json.loads(done.stdout)
 
 

@@ -96,7 +96,7 @@ def get_grade_scale(scale: str | GradeScale) -> GradeScale:
         return scale
     try:
         return _SCALES[scale]
-    except KeyError:
+    except (KeyError, TypeError):
         raise UsageError(
             f"unknown grade scale {scale!r}; choose one of: {', '.join(sorted(_SCALES))}"
         ) from None

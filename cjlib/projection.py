@@ -199,11 +199,15 @@ class ProjectionEvaluation:
 def _resolve_scale(scale: str | GradeScale) -> GradeScale:
     try:
         return get_grade_scale(scale)
-    except (UsageError, TypeError) as err:
+    except UsageError as err:
         raise ProjectionUnavailable("unknown_scale", str(err)) from None
 
 
 def _as_grade_series(grades: Mapping | pd.Series, what: str) -> pd.Series:
+    if not isinstance(grades, Mapping | pd.Series):
+        raise TypeError(
+            f"{what} must be a mapping or Series of essay id → grade, got {type(grades).__name__}"
+        )
     series = (
         grades.copy() if isinstance(grades, pd.Series) else pd.Series(dict(grades), dtype=object)
     )
@@ -214,6 +218,10 @@ def _as_grade_series(grades: Mapping | pd.Series, what: str) -> pd.Series:
 
 
 def _check_scores(scores: pd.DataFrame) -> None:
+    if not isinstance(scores, pd.DataFrame):
+        raise TypeError(
+            f"scores must be a DataFrame (BTResult.scores), got {type(scores).__name__}"
+        )
     missing = [c for c in ("theta", "se") if c not in scores.columns]
     if missing:
         raise ProjectionUnavailable(
@@ -504,7 +512,8 @@ def _anchor_check(scores: pd.DataFrame, anchors: pd.Series, scale: GradeScale) -
         rho = float(stats.spearmanr(gidx, theta).statistic)
     else:
         tau = rho = float("nan")
-    zero_win = zero_loss = []
+    zero_win: list = []
+    zero_loss: list = []
     if "wins" in scores.columns:
         zero_win = _sorted_ids(a for a in ids if scores.at[a, "wins"] == 0)
     if "losses" in scores.columns:
@@ -724,9 +733,10 @@ def evaluate_projection(
         rho = float(stats.spearmanr(expected, t).statistic)
     else:
         rho = float("nan")
+    hit_rate = float(correct.mean())
     return ProjectionEvaluation(
         n=n,
-        exact_agreement=float(correct.mean()),
+        exact_agreement=hit_rate,
         adjacent_agreement=float((np.abs(pred - t) <= 1).mean()),
         quadratic_weighted_kappa=_quadratic_weighted_kappa(t, pred, k),
         spearman_rho=rho,
@@ -735,7 +745,7 @@ def evaluate_projection(
         expected_calibration_error=ece,
         majority_baseline=float(np.bincount(t).max() / n),
         mean_true_grade_probability=float(probs[rows, t].mean()),
-        hit_rate=float(correct.mean()),
+        hit_rate=hit_rate,
         mean_confidence=float(confidence.mean()),
         reliability_table=table,
     )

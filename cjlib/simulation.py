@@ -40,14 +40,6 @@ def true_grade_centres(scale: str | GradeScale, step: float = GRADE_STEP) -> pd.
     return pd.Series(step * (np.arange(k) - (k - 1) / 2), index=list(labels), name="centre")
 
 
-def true_grade_of(ability: np.ndarray | float, scale: str | GradeScale) -> np.ndarray:
-    """The true grade of each ability: the label whose centre is nearest (midpoint boundaries)."""
-    centres = true_grade_centres(scale)
-    bounds = (centres.to_numpy()[1:] + centres.to_numpy()[:-1]) / 2
-    idx = np.searchsorted(bounds, np.atleast_1d(np.asarray(ability, dtype=float)), side="right")
-    return np.asarray(centres.index)[idx]
-
-
 def _default_weights(labels: Sequence[str]) -> np.ndarray:
     # A bell over the scale, lighter in the tails, like a national cohort.
     x = np.linspace(-1.5, 1.5, len(labels))

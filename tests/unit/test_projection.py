@@ -623,9 +623,20 @@ def test_evaluation_ignores_anchors_and_students_without_truth():
 
 def test_evaluation_rejects_unknown_labels_and_essays():
     projection = _project()
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="not on scale"):
         evaluate_projection(projection, {"S000": "Z"})
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="not in the projection"):
         evaluate_projection(projection, {"nobody": "F"})
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="no projected student"):
         evaluate_projection(projection, {})
+
+
+def test_wrong_argument_types_get_clear_messages():
+    scores = pd.DataFrame({"theta": [0.0, 1.0, -1.0], "se": [0.5, 0.5, 0.5]}, index=["a", "b", "s"])
+    with pytest.raises(TypeError, match="anchor_grades must be a mapping or Series"):
+        project_grades(scores, ["a", "b"], scale="swedish_6")
+    with pytest.raises(TypeError, match="scores must be a DataFrame"):
+        project_grades(scores.to_dict(), {"a": "E", "b": "C"}, scale="swedish_6")
+    with pytest.raises(ProjectionUnavailable, match="unknown grade scale") as info:
+        project_grades(scores, {"a": "E", "b": "C"}, scale=["not", "hashable"])
+    assert info.value.reason == "unknown_scale"
