@@ -60,6 +60,7 @@ __all__ = [
     "evaluate_projection",
     "project_grades",
     "register_grade_scale",
+    "scored_anchors",
 ]
 
 #: ``confidence_score`` at or above this is labelled ``HIGH``.
@@ -519,6 +520,18 @@ def _anchor_check(scores: pd.DataFrame, anchors: pd.Series, scale: GradeScale) -
     if "losses" in scores.columns:
         zero_loss = _sorted_ids(a for a in ids if scores.at[a, "losses"] == 0)
     return AnchorCheck(inversions, tau, rho, zero_win, zero_loss)
+
+
+def scored_anchors(anchor_grades: Mapping | pd.Series, scores: pd.DataFrame) -> tuple[dict, list]:
+    """Split anchors into those with a score (id → grade) and the ids of those without.
+
+    An anchor that took part in no successful comparison has no θ and cannot inform the
+    calibration. The finalizer and the report both project from the scored ones only and
+    name the others, rather than refusing the whole projection.
+    """
+    grades = _as_grade_series(anchor_grades, "anchor_grades")
+    scored = {a: g for a, g in grades.items() if a in scores.index}
+    return scored, _sorted_ids(a for a in grades.index if a not in scores.index)
 
 
 def project_grades(

@@ -52,7 +52,13 @@ from cjlib.db.models import (
 from cjlib.db.repository import parse_anchor_flag
 from cjlib.errors import CJError, NotFoundError, ProjectionUnavailable, UsageError
 from cjlib.grades import get_grade_scale
-from cjlib.projection import Projection, ProjectionEvaluation, evaluate_projection, project_grades
+from cjlib.projection import (
+    Projection,
+    ProjectionEvaluation,
+    evaluate_projection,
+    project_grades,
+    scored_anchors,
+)
 from cjlib.scoring import BTResult, fit_bradley_terry
 from cjlib.workflow.artefacts import git_revision, projections_frame, versions
 
@@ -482,10 +488,10 @@ def assemble_report(frames: BatchFrames, *, truth: pd.Series | None = None) -> B
     scores = stored_scores(frames)
     projection, error = None, None
     try:
+        # Like the finalizer: calibrate from the anchors that have a stored score.
+        anchors, _unscored = scored_anchors(frames.anchor_grades, scores)
         projection = project_grades(
-            scores[["theta", "se", "wins", "losses"]],
-            frames.anchor_grades,
-            scale=frames.grade_scale,
+            scores[["theta", "se", "wins", "losses"]], anchors, scale=frames.grade_scale
         )
     except ProjectionUnavailable as err:
         error = f"{err.reason}: {err}"

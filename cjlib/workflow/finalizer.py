@@ -40,7 +40,7 @@ from cjlib.errors import (
     NotFoundError,
     ProjectionUnavailable,
 )
-from cjlib.projection import project_grades
+from cjlib.projection import project_grades, scored_anchors
 from cjlib.scoring import fit_bradley_terry
 from cjlib.workflow.callbacks import successful_comparisons
 
@@ -197,8 +197,7 @@ class BatchFinalizer:
         anchor_grades = _anchor_grades(session, upload, essays, grade_scale)
         # An anchor without a successful comparison has no θ and cannot inform calibration;
         # it is left out and named in the metadata rather than blocking every projection.
-        unscored_anchors = sorted(a for a in anchor_grades if a not in scores.index)
-        scored_anchor_grades = {a: g for a, g in anchor_grades.items() if a in scores.index}
+        scored_anchor_grades, unscored_anchors = scored_anchors(anchor_grades, scores)
         projection = None
         unavailable: ProjectionUnavailable | None = None
         try:

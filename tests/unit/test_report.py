@@ -321,3 +321,14 @@ def test_write_snapshots_writes_csv_tables(tmp_path):
     scores = pd.read_csv(written["bt_scores"])
     assert len(scores) == 10 and {"theta", "se", "wins", "losses"} <= set(scores.columns)
     assert len(pd.read_csv(written["comparisons"])) == 90
+
+
+def test_report_projects_from_scored_anchors_when_one_anchor_has_no_score():
+    frames = _frames()
+    unscored = frames.essays["els_essay_id"] == "anc_2"
+    frames.essays.loc[unscored, ["bt_score", "bt_se"]] = np.nan
+    rep = report.assemble_report(frames)
+    assert rep.projection_error is None
+    assert rep.projection is not None
+    assert "anc_2" not in rep.projection.anchor_grades.index
+    assert len(rep.projection.grades) == 6
