@@ -36,6 +36,25 @@ DatabaseUrl = Annotated[
 ]
 
 
+def open_engine(url: str | None):
+    """An engine for ``url`` whose schema is current (one-line error otherwise)."""
+    from cjlib.db import get_engine, require_current_schema
+
+    return require_current_schema(get_engine(url))
+
+
+BatchId = Annotated[
+    int,
+    typer.Argument(
+        metavar="CJ_BATCH_ID",
+        min=1,
+        max=2**63 - 1,
+        help="cj_batch_uploads.id of the batch.",
+        show_default=False,
+    ),
+]
+
+
 def print_json(obj: object) -> None:
     """Write ``obj`` as JSON to stdout (no Rich markup, so it pipes cleanly)."""
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")

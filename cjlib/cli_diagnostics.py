@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cjlib.cli import DatabaseUrl, console, print_json
+from cjlib.cli import BatchId, DatabaseUrl, console, open_engine, print_json
 from cjlib.errors import UsageError
 
 ALERTS_FIRING_EXIT_CODE = 3
@@ -111,17 +111,14 @@ def _render_inspection(report: Any) -> None:
 
 
 def batch_inspect(
-    cj_batch_id: Annotated[
-        int, typer.Argument(metavar="CJ_BATCH_ID", help="cj_batch_uploads.id of the batch.")
-    ],
+    cj_batch_id: BatchId,
     json_output: JsonFlag = False,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Show one batch: statuses, comparison counters, anchors, activity, transitions, health."""
-    from cjlib.db import get_engine, require_current_schema
     from cjlib.diagnostics import inspect_batch
 
-    engine = require_current_schema(get_engine(database_url))
+    engine = open_engine(database_url)
     try:
         report = inspect_batch(engine, cj_batch_id)
     finally:
@@ -169,7 +166,6 @@ def health(
     database_url: DatabaseUrl = None,
 ) -> None:
     """List batches in each alert state; exit 3 when any alert fires, 0 when none does."""
-    from cjlib.db import get_engine, require_current_schema
     from cjlib.diagnostics import HealthThresholds, health_alerts, parse_duration
 
     thresholds = HealthThresholds(
@@ -177,7 +173,7 @@ def health(
         scoring_after=parse_duration(scoring_after),
         stalled_after=parse_duration(stalled_after),
     )
-    engine = require_current_schema(get_engine(database_url))
+    engine = open_engine(database_url)
     try:
         report = health_alerts(engine, thresholds)
     finally:
@@ -213,7 +209,13 @@ def db_reset(
 def batch_cleanup(
     cj_batch_id: Annotated[
         int | None,
-        typer.Argument(metavar="CJ_BATCH_ID", help="Batch to delete (or use --assignment-id)."),
+        typer.Argument(
+            metavar="CJ_BATCH_ID",
+            min=1,
+            max=2**63 - 1,
+            help="Batch to delete (or use --assignment-id).",
+            show_default=False,
+        ),
     ] = None,
     assignment_id: Annotated[
         str | None, typer.Option("--assignment-id", help="Delete every batch of this assignment.")
@@ -229,7 +231,6 @@ def batch_cleanup(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Delete a batch, or all batches of an assignment, from a local dev/test database."""
-    from cjlib.db import get_engine, require_current_schema
     from cjlib.maintenance import cleanup_assignment, cleanup_batch, ensure_disposable_database
 
     if (cj_batch_id is None) == (assignment_id is None):
@@ -237,7 +238,7 @@ def batch_cleanup(
     if cj_batch_id is not None and not keep_anchors:
         raise UsageError("--drop-anchors applies to --assignment-id only")
     ensure_disposable_database(database_url)
-    engine = require_current_schema(get_engine(database_url))
+    engine = open_engine(database_url)
     try:
         if cj_batch_id is not None:
             summary = cleanup_batch(engine, cj_batch_id)

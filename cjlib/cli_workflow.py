@@ -8,15 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cjlib.cli import DatabaseUrl, console, err_console, print_json
+from cjlib.cli import DatabaseUrl, console, err_console, open_engine, print_json
 
 GRADE_SCALE_HELP = "Grade scale of the anchors (eng5_np_legacy_9_step, …)."
-
-
-def _engine(url: str | None):
-    from cjlib.db import get_engine, require_current_schema
-
-    return require_current_schema(get_engine(url))
 
 
 def anchors_register(
@@ -34,7 +28,7 @@ def anchors_register(
     from cjlib.workflow import register_anchors
 
     reg = register_anchors(
-        _engine(database_url),
+        open_engine(database_url),
         assignment_id=assignment_id,
         course_id=course_id,
         dataset=dataset,
@@ -65,7 +59,7 @@ def anchors_verify(
     from cjlib.workflow import verify_anchors
     from cjlib.workflow.anchors import AnchorVerificationFailed
 
-    result = verify_anchors(_engine(database_url), assignment_id=assignment_id, expect=expect)
+    result = verify_anchors(open_engine(database_url), assignment_id=assignment_id, expect=expect)
     if as_json:
         print_json(
             {
@@ -121,7 +115,7 @@ def batch_execute(
     if verbose:
         logging.getLogger("cjlib").setLevel(logging.INFO)
     result = execute_batch(
-        _engine(database_url),
+        open_engine(database_url),
         assignment_id=assignment_id,
         course_id=course_id,
         batch_label=batch_id,

@@ -42,7 +42,7 @@ import cjlib
 from cjlib import config
 from cjlib.config import resolve_database_url
 from cjlib.db.models import utc_now
-from cjlib.errors import NotFoundError, PipelineError, UsageError
+from cjlib.errors import DatasetError, NotFoundError, PipelineError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -452,6 +452,25 @@ def _refresh_execute_record(
         engine.dispose()
 
 
+def _refuse_bad_parameters(parameters: Mapping[str, Any]) -> None:
+    # Checked before any notebook runs, so bad input leaves no run folder and no database
+    # writes behind and exits 2 instead of surfacing as a failed notebook.
+    from cjlib.judges import JUDGE_NAMES
+
+    dataset_dir = Path(parameters["dataset_dir"])
+    if not dataset_dir.is_dir():
+        raise DatasetError(
+            f"data set folder {dataset_dir} does not exist; pass --dataset with a folder that "
+            "holds anchors.csv and the essays"
+        )
+    budget = parameters["max_comparisons"]
+    if not isinstance(budget, int) or budget < 2:
+        raise UsageError(f"--max-comparisons must be an integer of at least 2 (got {budget!r})")
+    judge = str(parameters["judge"]).strip().lower()
+    if judge not in JUDGE_NAMES:
+        raise UsageError(f"unknown judge {judge!r}; choose one of: {', '.join(JUDGE_NAMES)}")
+
+
 def run_pipeline(
     *,
     database_url: str | None = None,
@@ -523,7 +542,6 @@ def run_pipeline(
         )
     url = resolve_database_url(database_url)
     dataset_dir = Path(dataset).resolve() if dataset else default_dataset_dir().resolve()
-    run_dir = new_pipeline_run_dir(output_dir, batch_label)
     parameters: dict[str, Any] = {
         "database_url": url,
         "assignment_id": assignment_id,
@@ -533,9 +551,11 @@ def run_pipeline(
         "max_comparisons": max_comparisons,
         "seed": seed,
         "judge": judge,
-        "run_dir": str(run_dir),
         **extra,
     }
+    _refuse_bad_parameters(parameters)
+    run_dir = new_pipeline_run_dir(output_dir, str(parameters["batch_label"]))
+    parameters["run_dir"] = str(run_dir)
     executed: list[Path] = []
 
     def run(name: str) -> None:

@@ -71,7 +71,14 @@ def get_engine(url: str | None = None, *, check: bool = True) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise DatabaseURLError(
+                    f"cannot create the folder {folder} for {safe_url(resolved)}: "
+                    f"{err.strerror}; check --database-url or CJ_DATABASE_URL"
+                ) from err
         kwargs["connect_args"] = {"timeout": 30}
     try:
         engine = create_engine(parsed, **kwargs)

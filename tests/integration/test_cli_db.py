@@ -80,3 +80,18 @@ def test_commands_on_an_unmigrated_database_say_to_upgrade(tmp_path, capsys, com
     engine = get_engine(url)
     assert inspect(engine).get_table_names() == []  # nothing was written
     engine.dispose()
+
+
+def test_sqlite_folder_that_cannot_be_created_is_one_line_exit_2(capsys):
+    assert main(["db", "upgrade", "--database-url", "sqlite:////proc/no-such/cj.sqlite3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot create the folder /proc/no-such" in err[0]
+
+
+@pytest.mark.parametrize("batch_id", ["0", "99999999999999999999"])
+def test_out_of_range_batch_id_is_a_usage_error_not_a_traceback(batch_id, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'ids.sqlite3'}"
+    main(["db", "upgrade", "--database-url", url])
+    for command in (["batch", "inspect"], ["batch", "cleanup"]):
+        assert main([*command, batch_id, "--database-url", url]) == 2
+        assert "Invalid value for 'CJ_BATCH_ID'" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from cjlib import report
 from cjlib.cli import main as cli_main
 from cjlib.datasets import generate_eng5_dataset
 from cjlib.db import get_engine, upgrade
-from cjlib.errors import PipelineError, UsageError
+from cjlib.errors import DatasetError, PipelineError, UsageError
 from cjlib.pipeline import (
     NOTEBOOKS,
     REPORT_HTML,
@@ -158,6 +158,7 @@ def test_report_on_batch_with_flipped_anchor_flag_shows_failing_lines(tmp_path):
 
 
 def test_failing_notebook_raises_pipeline_error_naming_notebook_cell_and_error(tmp_path):
+    (tmp_path / "no-such-data").mkdir()  # a folder, so the early checks pass, but no anchors.csv
     with pytest.raises(PipelineError) as caught:
         run_pipeline(
             database_url=f"sqlite:///{tmp_path / 'cj.sqlite3'}",
@@ -179,6 +180,27 @@ def test_unknown_or_reserved_parameter_is_refused_before_any_notebook_runs(tmp_p
     with pytest.raises(UsageError, match="set by the pipeline itself"):
         run_pipeline(output_dir=tmp_path / "runs", extra_parameters={"run_dir": "x"})
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "error", "fragment"),
+    [
+        ({"dataset_dir": "/nonexistent/data"}, DatasetError, "does not exist"),
+        ({"max_comparisons": 1}, UsageError, "at least 2"),
+        ({"judge": "oracle"}, UsageError, "unknown judge"),
+    ],
+)
+def test_bad_dataset_budget_or_judge_is_refused_before_any_notebook_runs(
+    tmp_path, extra, error, fragment
+):
+    with pytest.raises(error, match=fragment):
+        run_pipeline(
+            database_url=f"sqlite:///{tmp_path / 'cj.sqlite3'}",
+            output_dir=tmp_path / "runs",
+            extra_parameters=extra,
+        )
+    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "cj.sqlite3").exists()
 
 
 def test_cli_reports_refused_parameter_in_one_line_with_exit_code_2(tmp_path, capsys):
