@@ -168,6 +168,20 @@ def test_python_rule_agrees_with_sql_rule_on_every_fixture(shared):
 
 def test_default_thresholds_are_the_ones_built_into_the_view():
     assert HealthThresholds(600, 600, 1800) == DEFAULT_THRESHOLDS
+    # Read the numbers from the view's SQL, so a change on either side alone fails.
+    import importlib
+    import re
+
+    view = importlib.import_module("cjlib.db.migrations.versions.0002_cj_batch_health_view")
+    sql = view._VIEW_SQL
+    stuck = re.search(r"seconds_since_last_activity > (\d+) THEN 'stuck_finalization'", sql)
+    scoring = re.search(r"seconds_in_state > (\d+) THEN 'long_scoring'", sql)
+    stalled = re.search(r"seconds_since_last_activity > (\d+) THEN 'stalled_callbacks'", sql)
+    assert (int(stuck[1]), int(scoring[1]), int(stalled[1])) == (
+        DEFAULT_THRESHOLDS.stuck_after,
+        DEFAULT_THRESHOLDS.scoring_after,
+        DEFAULT_THRESHOLDS.stalled_after,
+    )
 
 
 def _row(**overrides):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -16,12 +15,11 @@ _metadata = st.one_of(
 )
 
 
-@pytest.mark.parametrize("_run", [0])
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(ops=st.lists(st.tuples(st.sampled_from(["E1", "E2"]), _metadata), min_size=1, max_size=8))
-def test_column_equals_last_explicit_value(engine, _run, ops):
+def test_column_equals_last_explicit_value(engine, ops):
     with session_scope(engine) as s:
         batch_id = create_batch_upload(s, assignment_id="prop").id
     expected: dict[str, bool] = {}

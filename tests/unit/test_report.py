@@ -312,6 +312,11 @@ def test_tables_of_a_batch_without_projection_still_render():
         report.transitions_table(rep),
     ):
         assert "<table" in report.html_table(table)
+    # The tables say why there is nothing to show instead of rendering empty.
+    assert "too_few_anchor_grades" in report.html_table(report.anchor_check_table(rep))
+    assert "no true grades are known" in report.html_table(report.accuracy_table(rep))
+    assert report.inversions_table(rep).empty and report.calibration_table(rep).empty
+    assert len(report.transitions_table(rep)) == len(HISTORY)
     assert "projection unavailable" in str(report.plot_anchor_calibration(rep).axes[0].texts[0])
 
 
