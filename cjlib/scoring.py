@@ -49,6 +49,8 @@ _WINNER_FORM = ("winner_id", "loser_id")
 _POSITION_FORM = ("essay_a_id", "essay_b_id", "winner")
 _POSITION_A, _POSITION_B, _IGNORED_WINNER = "essay_a", "essay_b", "error"
 _MAX_LISTED = 5
+#: Var(δ)·Σh above this means the position effect is confounded with the abilities.
+_MAX_POSITION_VARIANCE_RATIO = 1e6
 _GRADIENT_TOL = 1e-10
 _MAX_NEWTON_ITER = 100
 _CHOIX_MAX_ITER = 500
@@ -465,6 +467,14 @@ def _log_odds_start(design: _Design) -> np.ndarray:
     return theta if design.sign is None else np.append(theta, 0.0)
 
 
+def _unidentified_position_effect() -> ValueError:
+    return ValueError(
+        "the position effect is not identified by these comparisons: pairs were not seen in "
+        "both A/B orientations often enough to tell position from ability; fit without "
+        "position_effect, or balance positions"
+    )
+
+
 def _exact_variances(design: _Design, h: np.ndarray) -> np.ndarray:
     """Diagonal of pinv(F), F the Fisher information over (θ[, δ]) plus the penalty Hessian.
 
@@ -480,6 +490,9 @@ def _exact_variances(design: _Design, h: np.ndarray) -> np.ndarray:
     if info == 0:
         inverse, info = scipy.linalg.lapack.dpotri(factor, lower=1)
     if info != 0:
+        if design.sign is not None:
+            # Singular beyond the θ null space: δ is confounded with the abilities.
+            raise _unidentified_position_effect()
         logger.debug("Fisher information not positive definite; using an SVD pseudo-inverse")
         return np.diag(np.linalg.pinv(fisher, hermitian=True)).copy()
     variances = np.diag(inverse).copy()
@@ -500,7 +513,10 @@ def _neumann_variances(design: _Design, h: np.ndarray) -> np.ndarray:
     if design.sign is None:
         return variances
     coupling = _position_coupling(design, h)
-    return np.append(variances, 1.0 / (h.sum() - coupling @ (coupling / diagonal)))
+    schur = h.sum() - coupling @ (coupling / diagonal)
+    if not schur > 0:
+        raise _unidentified_position_effect()
+    return np.append(variances, 1.0 / schur)
 
 
 def _components(design: _Design) -> tuple[int, np.ndarray]:
@@ -693,6 +709,9 @@ def fit_bradley_terry(
         variances = _exact_variances(design, curvature)
     else:
         variances = _neumann_variances(design, curvature)
+    # Var(δ) is at least 1/Σh; far above it, δ is only nominally estimated.
+    if position_effect and not variances[n] * curvature.sum() < _MAX_POSITION_VARIANCE_RATIO:
+        raise _unidentified_position_effect()
     theta, se = z[:n], np.sqrt(variances[:n])
 
     squared, information, outfit, log_likelihood = _fit_statistics(decisions, z, position_effect)

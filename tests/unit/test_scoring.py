@@ -630,3 +630,20 @@ def test_zero_count_rows_do_not_link_the_graph():
         fit_bradley_terry(comparisons)
     assert caught.value.always_win == ["c"]
     assert caught.value.always_lose == ["c"]
+
+
+@pytest.mark.parametrize("se_method", ["pinv_fisher", "neumann_approx"])
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        [("1", "2")],  # one pair, always in the same orientation
+        [("1", "2"), ("3", "1")],  # a tree: every pair in one orientation only
+    ],
+)
+def test_position_effect_confounded_with_ability_is_refused(pairs, se_method):
+    rows = []
+    for a, b in pairs:
+        rows += [(a, b, "essay_a")] * 3 + [(a, b, "essay_b")] * 2
+    frame = pd.DataFrame(rows, columns=["essay_a_id", "essay_b_id", "winner"])
+    with pytest.raises(ValueError, match="position effect is not identified"):
+        fit_bradley_terry(frame, position_effect=True, se_method=se_method, engine="sparse")
