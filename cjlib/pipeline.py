@@ -427,20 +427,16 @@ _REMOTE_SCRIPT = re.compile(
 def _refresh_execute_record(
     database_url: str, cj_batch_id: int, run_dir: Path, dataset_dir: Path, notebooks: list[Path]
 ) -> None:
-    from cjlib.datasets import load_dataset
     from cjlib.db import get_engine
     from cjlib.workflow.artefacts import write_assessment_run
 
     engine = get_engine(database_url)
     try:
-        from cjlib.report import load_batch_frames
-
-        frames = load_batch_frames(engine, cj_batch_id)
         write_assessment_run(
             engine,
             cj_batch_id,
             run_dir,
-            data=load_dataset(dataset_dir, grade_scale=frames.grade_scale),
+            dataset=dataset_dir,
             extra_metadata={
                 "pipeline": {
                     "notebooks": [p.name for p in notebooks],

@@ -36,7 +36,7 @@ from matplotlib.patches import Patch
 from scipy import stats
 from sqlalchemy import Engine, select
 
-from cjlib.datasets import Dataset, load_dataset, load_truth
+from cjlib.datasets import load_truth
 from cjlib.db import session_scope
 from cjlib.db.models import (
     AnchorEssayReference,
@@ -379,14 +379,6 @@ def stored_scores(frames: BatchFrames) -> pd.DataFrame:
     scores["anchor_grade"] = pd.Series(anchor_grades, dtype=object).reindex(scores.index)
     scores.index.name = "essay_id"
     return scores.sort_values("theta", ascending=False, kind="stable")
-
-
-def batch_dataset(frames: BatchFrames, dataset_dir: str | Path | None = None) -> Dataset | None:
-    """The data set the batch was run on (or ``dataset_dir``), None if its folder is gone."""
-    folder = dataset_dir or frames.run.get("dataset")
-    if not folder or not Path(folder).is_dir():
-        return None
-    return load_dataset(folder, grade_scale=frames.grade_scale)
 
 
 def load_true_grades(

@@ -38,6 +38,7 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "assessment_r
 EXECUTE_RECORD = "assessment_run.execute.json"
 REQUEST_ENVELOPE = Path("requests") / "cj_assessment_request.json"
 PROJECTIONS_CSV = "grade_projections.csv"
+_DATASET_FILES = ("anchors.csv", "students.csv", "prompt.md", "prompt.txt")
 _VERSIONED = ("numpy", "pandas", "scipy", "choix", "SQLAlchemy", "alembic")
 
 
@@ -64,10 +65,19 @@ def sha256_file(path: Path) -> str:
 
 
 def git_revision() -> str | None:
-    """The current git commit of the working directory, or None outside a repository."""
+    """The git commit of the cjlib checkout that runs, or None when it is not a git checkout.
+
+    Asked in the package's own folder, not the working directory, so a run started elsewhere
+    (``cd /tmp && cj pipeline``) still records the code it ran.
+    """
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -186,10 +196,14 @@ def build_assessment_run(
     cj_batch_id: int,
     run_dir: Path,
     *,
-    data: Any = None,
+    dataset: str | Path | None = None,
     extra_metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assemble the execute record of a batch from the database and the run folder's files."""
+    """Assemble the execute record of a batch from the database and the run folder's files.
+
+    ``dataset`` is the data set folder whose files are checksummed; default the folder the
+    batch recorded in its run parameters. Only its files are read, never the essays.
+    """
     rows = _batch_rows(engine, cj_batch_id)
     upload, state = rows["upload"], rows["state"]
     meta = upload.processing_metadata or {}
@@ -206,17 +220,15 @@ def build_assessment_run(
         ],
         "files": [],
     }
-    if data is not None:
-        folder = Path(data.path)
-        files = ["anchors.csv", "students.csv", "prompt.md", "prompt.txt"]
+    folder = dataset or run.get("dataset")
+    if folder:
+        folder = Path(folder)
         inputs["dataset"] = str(folder)
         inputs["files"] = [
             {"path": name, "sha256": sha256_file(folder / name)}
-            for name in files
+            for name in _DATASET_FILES
             if (folder / name).is_file()
         ]
-    elif run.get("dataset"):
-        inputs["dataset"] = run["dataset"]
     comparisons = [
         {
             "request_correlation_id": p.request_correlation_id,
@@ -311,13 +323,13 @@ def write_assessment_run(
     cj_batch_id: int,
     run_dir: str | Path,
     *,
-    data: Any = None,
+    dataset: str | Path | None = None,
     extra_metadata: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write (or refresh) ``assessment_run.execute.json`` in ``run_dir``; returns its path."""
     run_dir = Path(run_dir)
     record = build_assessment_run(
-        engine, cj_batch_id, run_dir, data=data, extra_metadata=extra_metadata
+        engine, cj_batch_id, run_dir, dataset=dataset, extra_metadata=extra_metadata
     )
     path = run_dir / EXECUTE_RECORD
     tmp = path.with_suffix(".json.tmp")
@@ -350,7 +362,7 @@ def projections_frame(engine: Engine, cj_batch_id: int) -> pd.DataFrame:
 
 
 def write_execute_artefacts(
-    engine: Engine, cj_batch_id: int, run_dir: str | Path, *, data: Any = None
+    engine: Engine, cj_batch_id: int, run_dir: str | Path, *, dataset: str | Path | None = None
 ) -> dict[str, Path]:
     """Write the request envelope, ``grade_projections.csv`` and the execute record."""
     run_dir = Path(run_dir)
@@ -381,5 +393,5 @@ def write_execute_artefacts(
     request_path.write_text(json.dumps(envelope, indent=2) + "\n", encoding="utf-8")
     csv_path = run_dir / PROJECTIONS_CSV
     projections_frame(engine, cj_batch_id).to_csv(csv_path, index=False)
-    record_path = write_assessment_run(engine, cj_batch_id, run_dir, data=data)
+    record_path = write_assessment_run(engine, cj_batch_id, run_dir, dataset=dataset)
     return {"execute_record": record_path, "request": request_path, "grade_projections": csv_path}

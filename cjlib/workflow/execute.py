@@ -420,7 +420,7 @@ def execute_batch(
             run_dir.mkdir(parents=True, exist_ok=True)
         else:
             run_dir = new_run_dir(output_dir, batch_label, batch_id)
-        artefacts = write_execute_artefacts(engine, batch_id, run_dir, data=data)
+        artefacts = write_execute_artefacts(engine, batch_id, run_dir, dataset=data.path)
     return _result(engine, batch_id, wave, run_dir, artefacts, finalization)
 
 

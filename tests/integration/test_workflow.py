@@ -273,3 +273,18 @@ def test_projection_unavailable_still_completes_and_says_why(engine, dataset, tm
     assert meta["projection_unavailable_reason"] == "too_few_anchor_grades"
     for event in rows(engine, "SELECT payload FROM event_outbox"):
         assert as_dict(event.payload)["projection_unavailable_reason"] == "too_few_anchor_grades"
+
+
+def test_git_revision_is_the_checkout_of_the_code_not_the_working_directory(tmp_path, monkeypatch):
+    import subprocess
+    from pathlib import Path
+
+    import cjlib
+    from cjlib.workflow.artefacts import git_revision
+
+    repo = Path(cjlib.__file__).resolve().parent.parent
+    expected = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=repo, check=True
+    ).stdout.strip()
+    monkeypatch.chdir(tmp_path)  # not a git checkout
+    assert git_revision() == expected
