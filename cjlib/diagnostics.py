@@ -263,7 +263,6 @@ class BatchInspection:
     anchor_count: int
     non_anchor_count: int
     anchor_disagreements: tuple[AnchorDisagreement, ...]
-    essay_count: int
     grade_projection_count: int
     created_at: datetime
     last_activity_at: datetime | None
@@ -272,6 +271,11 @@ class BatchInspection:
     transitions: tuple[TransitionRecord, ...]
     health: str
     health_row: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def essay_count(self) -> int:
+        """Anchors plus other essays of the batch."""
+        return self.anchor_count + self.non_anchor_count
 
     @property
     def comparisons_agree(self) -> bool:
@@ -286,6 +290,7 @@ class BatchInspection:
         )
         out["comparisons_from_pairs"] = asdict(self.comparisons_from_pairs)
         out["comparisons_agree"] = self.comparisons_agree
+        out["essay_count"] = self.essay_count
         out["anchor_disagreements"] = [asdict(d) for d in self.anchor_disagreements]
         out["transitions"] = [asdict(t) for t in self.transitions]
         return _jsonable(out)
@@ -416,7 +421,6 @@ def inspect_batch(engine: Engine, cj_batch_id: int) -> BatchInspection:
         anchor_count=anchors,
         non_anchor_count=non_anchors,
         anchor_disagreements=disagreements,
-        essay_count=anchors + non_anchors,
         grade_projection_count=int(projections),
         created_at=upload.created_at,
         last_activity_at=health["last_activity_at"],
@@ -476,7 +480,6 @@ class HealthReport:
     """Alerts per kind over all batches, and how many batches are in each health state."""
 
     thresholds: HealthThresholds
-    batch_count: int
     health_counts: dict[str, int]
     stuck_finalization: tuple[HealthAlert, ...] = ()
     long_scoring: tuple[HealthAlert, ...] = ()
@@ -487,6 +490,11 @@ class HealthReport:
     def alerts(self) -> dict[str, tuple[HealthAlert, ...]]:
         """Alerts keyed by kind, in :data:`ALERT_KINDS` order."""
         return {kind: getattr(self, kind) for kind in ALERT_KINDS}
+
+    @property
+    def batch_count(self) -> int:
+        """How many batches were judged."""
+        return sum(self.health_counts.values())
 
     @property
     def firing(self) -> bool:
@@ -565,19 +573,17 @@ def health_alerts(
         {key: (None if isinstance(v, float) and math.isnan(v) else v) for key, v in r.items()}
         for r in frame.to_dict("records")
     ]
+    counts = {state: 0 for state in HEALTH_STATES}
     by_kind: dict[str, list[HealthAlert]] = {kind: [] for kind in ALERT_KINDS}
     for row in rows:
+        counts[row["health"]] += 1
         if row["health"] in ALERTING_HEALTH:
             by_kind[row["health"]].append(_alert(row["health"], row, thresholds))
         if row["anchor_flag_drift_count"] > 0:
             by_kind["anchor_flag_drift"].append(_alert("anchor_flag_drift", row, thresholds))
-    counts = {state: 0 for state in HEALTH_STATES}
-    for row in rows:
-        counts[row["health"]] += 1
     log.info("health of %d batches: %s", len(rows), counts)
     return HealthReport(
         thresholds=thresholds,
-        batch_count=len(rows),
         health_counts=counts,
         **{kind: tuple(alerts) for kind, alerts in by_kind.items()},
     )

@@ -245,11 +245,8 @@ def cleanup_assignment(
                 .order_by(CJBatchUpload.id)
             )
         )
-        if batch_ids:
-            deleted = _delete_batches(session, batch_ids)
-        else:
-            deleted = {table.name: 0 for table, _ in _BATCH_TABLES}
-            deleted |= {EventOutbox.__tablename__: 0, CJBatchUpload.__tablename__: 0}
+        # With no batches every count is simply 0: same keys, same order.
+        deleted = _delete_batches(session, batch_ids)
         if not keep_anchors:
             for table in (AnchorEssayReference.__table__, AssessmentInstruction.__table__):
                 result = session.execute(
