@@ -196,92 +196,54 @@ def introduce_anchor_drift(engine: Engine, batch_id: int, els_essay_id: str) -> 
         )
 
 
-def completed_batch(engine: Engine, label: str = "completed", **kwargs) -> int:
-    """Healthy: COMPLETED, COMPLETE_STABLE, a projection per student essay, idle for 2 h."""
-    options = {"projections": 4, "idle_seconds": 2 * HOUR, **kwargs}
-    return make_batch(
-        engine,
-        label=label,
-        state=CoreCJState.COMPLETED,
-        upload_status=CJBatchStatusEnum.COMPLETE_STABLE,
-        **options,
-    )
+def _fixture(
+    kind: str, state: CoreCJState, upload_status: CJBatchStatusEnum, defaults: dict, doc: str
+):
+    # Every fixture is make_batch with its own state, status and defaults; kwargs override them.
+    def build(engine: Engine, label: str = kind, **kwargs) -> int:
+        return make_batch(
+            engine, label=label, state=state, upload_status=upload_status, **{**defaults, **kwargs}
+        )
+
+    build.__name__ = build.__qualname__ = f"{kind}_batch"
+    build.__doc__ = doc
+    return build
 
 
-def in_progress_batch(engine: Engine, label: str = "in_progress", **kwargs) -> int:
-    """Healthy: WAITING_CALLBACKS with 3 of 8 callbacks pending, active just now."""
-    options = {"completed": 5, **kwargs}
-    return make_batch(
-        engine,
-        label=label,
-        state=CoreCJState.WAITING_CALLBACKS,
-        upload_status=CJBatchStatusEnum.PERFORMING_COMPARISONS,
-        **options,
-    )
-
-
-def stuck_batch(engine: Engine, label: str = "stuck", **kwargs) -> int:
-    """Stuck finalization: COMPLETE_STABLE + WAITING_CALLBACKS + 0 projections, idle 20 min.
-
-    Its state row also lags the pairs (6 completed recorded, 8 answered), as after lost
-    callback bookkeeping.
-    """
-    options = {"idle_seconds": 20 * MINUTE, "state_completed": 6, **kwargs}
-    return make_batch(
-        engine,
-        label=label,
-        state=CoreCJState.WAITING_CALLBACKS,
-        upload_status=CJBatchStatusEnum.COMPLETE_STABLE,
-        **options,
-    )
-
-
-def long_scoring_batch(engine: Engine, label: str = "long_scoring", **kwargs) -> int:
-    """Long scoring: SCORING for 20 min with every callback in (7 answered, 1 error)."""
-    options = {"idle_seconds": 20 * MINUTE, "completed": 7, "failed": 1, **kwargs}
-    return make_batch(
-        engine,
-        label=label,
-        state=CoreCJState.SCORING,
-        upload_status=CJBatchStatusEnum.PERFORMING_COMPARISONS,
-        **options,
-    )
-
-
-def stalled_batch(engine: Engine, label: str = "stalled", **kwargs) -> int:
-    """Stalled callbacks: WAITING_CALLBACKS with 5 of 8 pending and nothing for 1 h."""
-    options = {"idle_seconds": HOUR, "completed": 3, **kwargs}
-    return make_batch(
-        engine,
-        label=label,
-        state=CoreCJState.WAITING_CALLBACKS,
-        upload_status=CJBatchStatusEnum.PERFORMING_COMPARISONS,
-        **options,
-    )
-
-
-def quiet_batch(engine: Engine, label: str = "quiet", **kwargs) -> int:
-    """WAITING_CALLBACKS idle for 15 min: in progress by default, stalled at a 10 min limit."""
-    options = {"idle_seconds": 15 * MINUTE, "completed": 4, **kwargs}
-    return make_batch(
-        engine,
-        label=label,
-        state=CoreCJState.WAITING_CALLBACKS,
-        upload_status=CJBatchStatusEnum.PERFORMING_COMPARISONS,
-        **options,
-    )
-
-
-def failed_batch(engine: Engine, label: str = "failed", **kwargs) -> int:
-    """Failed: state FAILED and upload ERROR_PROCESSING, 1 h ago."""
-    options = {"idle_seconds": HOUR, "completed": 2, **kwargs}
-    return make_batch(
-        engine,
-        label=label,
-        state=CoreCJState.FAILED,
-        upload_status=CJBatchStatusEnum.ERROR_PROCESSING,
-        **options,
-    )
+W, S = CoreCJState, CJBatchStatusEnum
+completed_batch = _fixture(
+    "completed", W.COMPLETED, S.COMPLETE_STABLE, {"projections": 4, "idle_seconds": 2 * HOUR},
+    "Healthy: COMPLETED, COMPLETE_STABLE, a projection per student essay, idle for 2 h.",
+)  # fmt: skip
+in_progress_batch = _fixture(
+    "in_progress", W.WAITING_CALLBACKS, S.PERFORMING_COMPARISONS, {"completed": 5},
+    "Healthy: WAITING_CALLBACKS with 3 of 8 callbacks pending, active just now.",
+)  # fmt: skip
+stuck_batch = _fixture(
+    "stuck", W.WAITING_CALLBACKS, S.COMPLETE_STABLE,
+    {"idle_seconds": 20 * MINUTE, "state_completed": 6},
+    "Stuck finalization: COMPLETE_STABLE + WAITING_CALLBACKS + 0 projections, idle 20 min; "
+    "its state row also lags the pairs (6 completed recorded, 8 answered).",
+)  # fmt: skip
+long_scoring_batch = _fixture(
+    "long_scoring", W.SCORING, S.PERFORMING_COMPARISONS,
+    {"idle_seconds": 20 * MINUTE, "completed": 7, "failed": 1},
+    "Long scoring: SCORING for 20 min with every callback in (7 answered, 1 error).",
+)  # fmt: skip
+stalled_batch = _fixture(
+    "stalled", W.WAITING_CALLBACKS, S.PERFORMING_COMPARISONS,
+    {"idle_seconds": HOUR, "completed": 3},
+    "Stalled callbacks: WAITING_CALLBACKS with 5 of 8 pending and nothing for 1 h.",
+)  # fmt: skip
+quiet_batch = _fixture(
+    "quiet", W.WAITING_CALLBACKS, S.PERFORMING_COMPARISONS,
+    {"idle_seconds": 15 * MINUTE, "completed": 4},
+    "WAITING_CALLBACKS idle for 15 min: in progress by default, stalled at a 10 min limit.",
+)  # fmt: skip
+failed_batch = _fixture(
+    "failed", W.FAILED, S.ERROR_PROCESSING, {"idle_seconds": HOUR, "completed": 2},
+    "Failed: state FAILED and upload ERROR_PROCESSING, 1 h ago.",
+)  # fmt: skip
 
 
 def anchor_drift_batch(engine: Engine, label: str = "anchor_drift", **kwargs) -> int:
