@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from sqlalchemy import Engine, MetaData, delete, exc, inspect, make_url, select, text
+from sqlalchemy import Engine, MetaData, delete, inspect, select, text
 from sqlalchemy.engine import URL
 
 from cjlib import config
-from cjlib.db import session_scope, upgrade
+from cjlib.db import parse_database_url, session_scope, upgrade
 from cjlib.db.models import (
     AnchorEssayReference,
     AssessmentInstruction,
@@ -29,7 +29,7 @@ from cjlib.db.models import (
     EventOutbox,
     GradeProjection,
 )
-from cjlib.errors import DatabaseURLError, GuardRefused, NotFoundError
+from cjlib.errors import GuardRefused, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,7 @@ def _parse(url_or_engine: str | URL | Engine) -> URL:
         return url_or_engine.url
     if isinstance(url_or_engine, URL):
         return url_or_engine
-    try:
-        return make_url(config.resolve_database_url(url_or_engine))
-    except exc.ArgumentError as err:
-        raise DatabaseURLError(f"cannot parse database URL {url_or_engine!r}") from err
+    return parse_database_url(url_or_engine)
 
 
 def _postgres_hosts(url: URL) -> list[str]:

@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, exc, make_url
+from sqlalchemy import URL, Engine, create_engine, event, exc, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from cjlib import config
@@ -44,6 +44,24 @@ def safe_url(url: str) -> str:
         return url
 
 
+def parse_database_url(url: str | None = None) -> URL:
+    """Resolve ``url`` (or ``CJ_DATABASE_URL``, or the embedded SQLite file) and parse it.
+
+    Raises
+    ------
+    DatabaseURLError
+        The URL cannot be parsed; the message shows what a valid one looks like.
+    """
+    resolved = config.resolve_database_url(url)
+    try:
+        return make_url(resolved)
+    except exc.ArgumentError as err:
+        raise DatabaseURLError(
+            f"cannot parse database URL {resolved!r}: use e.g. sqlite:///data/cj.sqlite3 "
+            "or postgresql+psycopg://user@host:5432/dbname"
+        ) from err
+
+
 def get_engine(url: str | None = None, *, check: bool = True) -> Engine:
     """Create an engine for ``url`` (or ``CJ_DATABASE_URL``, or the embedded SQLite file).
 
@@ -59,14 +77,8 @@ def get_engine(url: str | None = None, *, check: bool = True) -> Engine:
     DatabaseURLError
         The URL cannot be parsed, names an unknown driver, or the server cannot be reached.
     """
-    resolved = config.resolve_database_url(url)
-    try:
-        parsed = make_url(resolved)
-    except exc.ArgumentError as err:
-        raise DatabaseURLError(
-            f"cannot parse database URL {resolved!r}: use e.g. sqlite:///data/cj.sqlite3 "
-            "or postgresql+psycopg://user@host:5432/dbname"
-        ) from err
+    parsed = parse_database_url(url)
+    resolved = parsed.render_as_string(hide_password=False)
     kwargs: dict = {"future": True}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database

@@ -95,3 +95,10 @@ def test_out_of_range_batch_id_is_a_usage_error_not_a_traceback(batch_id, tmp_pa
     for command in (["batch", "inspect"], ["batch", "cleanup"]):
         assert main([*command, batch_id, "--database-url", url]) == 2
         assert "Invalid value for 'CJ_BATCH_ID'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["batch", "cleanup", "1"], ["db", "reset", "--yes"]])
+def test_destructive_commands_with_an_unparsable_url_say_so_in_one_line(command, capsys):
+    assert main([*command, "--database-url", "not a url"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot parse database URL 'not a url'" in err[0]
