@@ -310,9 +310,7 @@ def execute_notebook(
     parameters: Mapping[str, Any],
     *,
     kernel_name: str | None = None,
-    cwd: str | Path | None = None,
     progress: bool = False,
-    output_name: str | None = None,
 ) -> Path:
     """Execute notebook ``name`` of :func:`notebooks_dir` with papermill into ``run_dir``.
 
@@ -327,12 +325,8 @@ def execute_notebook(
         passed on).
     kernel_name : str, optional
         Jupyter kernel (default ``python3``, checked by :func:`check_kernel`).
-    cwd : path, optional
-        Working directory of the kernel (default: the current one).
     progress : bool
         Show papermill's progress bar on stderr.
-    output_name : str, optional
-        File name of the executed copy (default ``<name>.ipynb``).
 
     Returns
     -------
@@ -349,7 +343,7 @@ def execute_notebook(
     from papermill.exceptions import PapermillExecutionError
 
     source = notebooks_dir() / f"{name}.ipynb"
-    output = Path(run_dir) / (output_name or f"{name}.ipynb")
+    output = Path(run_dir) / f"{name}.ipynb"
     declared = declared_parameters(source)
     passed = {k: _plain(v) for k, v in parameters.items() if k in declared}
     log.info("running notebook %s into %s", name, output)
@@ -359,7 +353,7 @@ def execute_notebook(
             str(output),
             parameters=passed,
             kernel_name=check_kernel(kernel_name),
-            cwd=str(cwd or Path.cwd()),
+            cwd=str(Path.cwd()),
             progress_bar=progress,
             start_timeout=KERNEL_START_TIMEOUT,
             **_kernel_manager_option(),

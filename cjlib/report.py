@@ -614,7 +614,6 @@ def success_checklist(
     cj_batch_id: int,
     *,
     frames: BatchFrames | None = None,
-    thresholds: Any = None,
 ) -> pd.DataFrame:
     """Evaluate the success checklist of batch ``cj_batch_id`` on the database.
 
@@ -630,8 +629,9 @@ def success_checklist(
     cj_batch_id : int
     frames : BatchFrames, optional
         Already loaded data of the batch (loaded when omitted).
-    thresholds : cjlib.diagnostics.HealthThresholds, optional
-        Alert thresholds (default: the view's).
+
+    Both the health verdict and the alerts use the view's default thresholds, so the two
+    lines cannot disagree about what counts as stuck.
 
     Returns
     -------
@@ -647,7 +647,7 @@ def success_checklist(
 
     frames = frames or load_batch_frames(engine, cj_batch_id)
     inspection = inspect_batch(engine, cj_batch_id)
-    report = health_alerts(engine, thresholds or DEFAULT_THRESHOLDS)
+    report = health_alerts(engine, DEFAULT_THRESHOLDS)
     mine = [a for alerts in report.alerts.values() for a in alerts if a.cj_batch_id == cj_batch_id]
     return evaluate_checklist(frames, health=inspection.health, alerts=mine)
 
