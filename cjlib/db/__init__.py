@@ -15,7 +15,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Engine, create_engine, event, exc, make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from cjlib import config
 from cjlib.errors import DatabaseURLError
@@ -161,22 +161,13 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
-_SESSIONMAKERS: dict[int, sessionmaker[Session]] = {}
-
-
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commit when the block succeeds, roll back when it raises."""
-    factory = _SESSIONMAKERS.get(id(engine))
-    if factory is None or factory.kw.get("bind") is not engine:
-        factory = sessionmaker(bind=engine, expire_on_commit=False)
-        _SESSIONMAKERS[id(engine)] = factory
-    session = factory()
-    try:
+    """One unit of work: commit when the block succeeds, roll back when it raises.
+
+    SQLAlchemy's documented form, ``with Session(engine) as session, session.begin():``;
+    objects stay readable after the commit (``expire_on_commit=False``) so callers can return
+    them.
+    """
+    with Session(engine, expire_on_commit=False) as session, session.begin():
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()

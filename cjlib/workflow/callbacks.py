@@ -120,10 +120,8 @@ def record_callback(
             .execution_options(populate_existing=True)
         ).one()
         if pair.winner is not None:
-            session.rollback()
             return CallbackOutcome.DUPLICATE
         if state.state in FINAL_STATES:
-            session.rollback()
             return CallbackOutcome.LATE
         now = utc_now()
         failed = winner in (None, "error")

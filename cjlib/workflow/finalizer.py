@@ -148,7 +148,6 @@ class BatchFinalizer:
         state = lock_batch_state(session, batch_id)
         upload = session.get(CJBatchUpload, batch_id, populate_existing=True)
         if state.state in FINAL_STATES:
-            session.rollback()
             return FinalizationResult(
                 cj_batch_id=batch_id,
                 already_final=True,
