@@ -1,4 +1,4 @@
-"""The read model of a CJ batch: one loader, one typed object, and the small rules every stage shares.
+"""The read model of a CJ batch: one loader, one typed object, the rules every stage shares.
 
 The finalizer, the run artefacts, the validation report and the diagnostics all read batches
 through this module, so a rule such as "an essay's anchor grade" or "which comparisons are
@@ -190,7 +190,9 @@ def decided_comparisons(session: Session, batch_id: int) -> pd.DataFrame:
     return frame
 
 
-def win_loss_counts(comparisons: pd.DataFrame, essay_ids: Sequence[Any] | None = None) -> pd.DataFrame:
+def win_loss_counts(
+    comparisons: pd.DataFrame, essay_ids: Sequence[Any] | None = None
+) -> pd.DataFrame:
     """Wins, losses and decided comparisons per essay, from stored comparisons.
 
     Parameters
@@ -537,9 +539,7 @@ def read_batch(session: Session, cj_batch_id: int) -> BatchRecord:
         comparisons=_comparisons(session, cj_batch_id),
         projections=projections_frame(session, cj_batch_id),
         transitions=_transitions(session, cj_batch_id),
-        anchor_references=pd.DataFrame(
-            list(references.items()), columns=["anchor_label", "grade"]
-        ),
+        anchor_references=pd.DataFrame(list(references.items()), columns=["anchor_label", "grade"]),
     )
 
 
