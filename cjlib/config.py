@@ -1,5 +1,8 @@
 """Configuration read in one place: environment variables and their defaults.
 
+The test suite's own settings (``CJ_TEST_DATABASE_URL``, ``CJ_REQUIRE_POSTGRES``) are read
+in ``tests/conftest.py``, not here: the library never needs them.
+
 Environment variables
 ---------------------
 CJ_DATABASE_URL
@@ -8,11 +11,6 @@ CJ_DATABASE_URL
 CJ_ENVIRONMENT
     ``development`` (default), ``test``, ``staging``, ``production``/``prod``. Destructive
     commands refuse to run in ``production``, ``prod`` and ``staging``.
-CJ_TEST_DATABASE_URL
-    PostgreSQL server the tests create throw-away databases on
-    (default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``).
-CJ_REQUIRE_POSTGRES
-    ``1`` makes PostgreSQL tests fail instead of skip when the server cannot be reached (CI).
 CJ_NOTEBOOK_PARAMETERS
     A JSON object whose values fill notebook parameters left at None when a notebook runs
     outside ``cj pipeline`` (JupyterLab, nbval), e.g. ``{"cj_batch_id": 3, "run_dir": "…"}``.
@@ -24,7 +22,6 @@ import os
 from pathlib import Path
 
 DEFAULT_SQLITE_PATH = Path("data") / "cj.sqlite3"
-DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PROTECTED_ENVIRONMENTS = frozenset({"production", "prod", "staging"})
 
 
@@ -44,16 +41,6 @@ def resolve_database_url(url: str | None = None) -> str:
 def environment() -> str:
     """The deployment environment name from ``CJ_ENVIRONMENT`` (lower-cased)."""
     return os.environ.get("CJ_ENVIRONMENT", "development").strip().lower() or "development"
-
-
-def test_database_url() -> str:
-    """PostgreSQL server URL the test-suite uses to create throw-away databases."""
-    return os.environ.get("CJ_TEST_DATABASE_URL", "").strip() or DEFAULT_TEST_DATABASE_URL
-
-
-def require_postgres() -> bool:
-    """Whether PostgreSQL tests must run (``CJ_REQUIRE_POSTGRES=1``) instead of skipping."""
-    return os.environ.get("CJ_REQUIRE_POSTGRES", "").strip() in {"1", "true", "yes"}
 
 
 def notebook_parameters_json() -> str:

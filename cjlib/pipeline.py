@@ -115,7 +115,7 @@ def fill_parameters(**values: Any) -> tuple[Any, ...]:
 
 def new_pipeline_run_dir(output_dir: str | Path, label: str) -> Path:
     """Create a fresh run folder ``<output_dir>/<UTC stamp>_<label>_pipeline`` (never reused)."""
-    from cjlib.workflow.artefacts import fresh_run_dir
+    from cjlib.provenance import fresh_run_dir
 
     return fresh_run_dir(Path(output_dir).resolve(), label, "pipeline")
 

@@ -49,6 +49,7 @@ from cjlib.db.models import (
     CoreCJState,
     utc_now,
 )
+from cjlib.db.queries import projections_frame
 from cjlib.db.repository import parse_anchor_flag
 from cjlib.errors import CJError, NotFoundError, ProjectionUnavailable, UsageError
 from cjlib.grades import get_grade_scale
@@ -59,8 +60,8 @@ from cjlib.projection import (
     project_grades,
     scored_anchors,
 )
+from cjlib.provenance import git_revision, versions
 from cjlib.scoring import BTResult, fit_bradley_terry
-from cjlib.workflow.artefacts import git_revision, projections_frame, versions
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +325,7 @@ def load_batch_frames(engine: Engine, cj_batch_id: int) -> BatchFrames:
                 .order_by(CJBatchStateTransition.id)
             )
         ]
+        projections = projections_frame(session, cj_batch_id)
         refs = [
             {"anchor_label": r.anchor_label, "grade": r.grade}
             for r in session.scalars(
@@ -341,7 +343,7 @@ def load_batch_frames(engine: Engine, cj_batch_id: int) -> BatchFrames:
         state=state_row,
         essays=_frame(essays, ESSAY_COLUMNS),
         comparisons=_frame(pairs, COMPARISON_COLUMNS),
-        projections=projections_frame(engine, cj_batch_id),
+        projections=projections,
         transitions=_frame(transitions, TRANSITION_COLUMNS),
         anchor_references=_frame(refs, ("anchor_label", "grade")),
         grade_scale=grade_scale,

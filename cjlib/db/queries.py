@@ -358,6 +358,11 @@ def _value(item: Any) -> Any:
 
 def _frame(records: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(records, columns=list(columns))
+    for column in frame.columns:
+        if not (frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column])):
+            continue
+        # pandas turns a missing text into NaN; the read model keeps None.
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     if "is_anchor" in frame.columns:
         frame["is_anchor"] = frame["is_anchor"].astype(bool)
     return frame

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import pandas as pd
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -138,28 +137,3 @@ def record_callback(
             state.completed_comparisons += 1
         state.last_activity_at = now
     return CallbackOutcome.APPLIED
-
-
-def successful_comparisons(session: Session, batch_id: int) -> pd.DataFrame:
-    """The batch's decided comparisons in the form :func:`cjlib.scoring.fit_bradley_terry` takes.
-
-    Columns ``essay_a_id``, ``essay_b_id``, ``winner`` (``essay_a``/``essay_b``) and
-    ``judge_id`` (dropped when no pair names a judge). Failed and pending pairs are left out.
-    """
-    rows = session.execute(
-        select(
-            CJComparisonPair.essay_a_els_id,
-            CJComparisonPair.essay_b_els_id,
-            CJComparisonPair.winner,
-            CJComparisonPair.judge_id,
-        ).where(
-            CJComparisonPair.cj_batch_id == batch_id,
-            CJComparisonPair.winner.in_([ComparisonWinner.ESSAY_A, ComparisonWinner.ESSAY_B]),
-        )
-    ).all()
-    frame = pd.DataFrame(rows, columns=["essay_a_id", "essay_b_id", "winner", "judge_id"])
-    frame["winner"] = frame["winner"].map(lambda w: ComparisonWinner(w).value)
-    if frame["judge_id"].isna().all():
-        return frame.drop(columns="judge_id")
-    frame["judge_id"] = frame["judge_id"].fillna("unknown")
-    return frame

@@ -45,6 +45,7 @@ from cjlib.db.models import (
     CoreCJState,
     GradeProjection,
 )
+from cjlib.db.queries import decided_comparisons
 from cjlib.db.repository import (
     create_batch_upload,
     create_or_update_cj_processed_essay,
@@ -56,12 +57,7 @@ from cjlib.errors import BatchRefused, CompletionTimeout
 from cjlib.judges import JudgeResult, PairRequest, make_judge
 from cjlib.pairing import PairingState, all_pairs_seen, next_wave
 from cjlib.scoring import fit_bradley_terry
-from cjlib.workflow.callbacks import (
-    CallbackOutcome,
-    record_callback,
-    submit_pairs,
-    successful_comparisons,
-)
+from cjlib.workflow.callbacks import CallbackOutcome, record_callback, submit_pairs
 from cjlib.workflow.finalizer import FALLBACK_ALPHA, BatchFinalizer, FinalizationResult
 
 log = logging.getLogger(__name__)
@@ -240,7 +236,7 @@ def _stable(
     engine: Engine, batch_id: int, previous: pd.Series | None, threshold: float
 ) -> tuple[bool, pd.Series | None, float | None]:
     with session_scope(engine) as session:
-        frame = successful_comparisons(session, batch_id)
+        frame = decided_comparisons(session, batch_id)
     if frame.empty:
         return False, previous, None
     scores = fit_bradley_terry(frame, alpha=FALLBACK_ALPHA).scores
@@ -413,7 +409,8 @@ def execute_batch(
     finalization = BatchFinalizer(engine).finalize_scoring(batch_id, completion_reason=reason)
     artefacts: dict[str, Path] = {}
     if run_dir is not None or output_dir is not None:
-        from cjlib.workflow.artefacts import new_run_dir, write_execute_artefacts
+        from cjlib.provenance import new_run_dir
+        from cjlib.workflow.artefacts import write_execute_artefacts
 
         if run_dir is not None:
             run_dir = Path(run_dir)

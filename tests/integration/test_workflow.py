@@ -8,8 +8,9 @@ import pytest
 
 from cjlib.db.models import CoreCJState
 from cjlib.errors import BatchRefused, CompletionTimeout
+from cjlib.provenance import sha256_file
 from cjlib.workflow import execute_batch, verify_anchors
-from cjlib.workflow.artefacts import sha256_file, validate_assessment_run
+from cjlib.workflow.artefacts import validate_assessment_run
 from cjlib.workflow.callbacks import CallbackOutcome, record_callback
 from tests.integration.workflow_helpers import (
     ASSIGNMENT,
@@ -280,7 +281,7 @@ def test_git_revision_is_the_checkout_of_the_code_not_the_working_directory(tmp_
     from pathlib import Path
 
     import cjlib
-    from cjlib.workflow.artefacts import git_revision
+    from cjlib.provenance import git_revision
 
     repo = Path(cjlib.__file__).resolve().parent.parent
     expected = subprocess.run(
