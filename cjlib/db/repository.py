@@ -205,13 +205,40 @@ def text_storage_id_for(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def insert_ignoring_duplicates(session: Session, model: type, rows: list[dict[str, Any]]) -> int:
+    """INSERT … ON CONFLICT DO NOTHING; returns how many rows were inserted.
+
+    Safe when another transaction inserts the same row at the same moment.
+    """
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(model).on_conflict_do_nothing()
+    result = session.connection().execute(statement, rows[0] if len(rows) == 1 else rows)
+    return max(result.rowcount, 0)
+
+
+def store_contents(session: Session, texts: list[str]) -> list[str]:
+    """Put ``texts`` in the content store in one statement; their ``text_storage_id`` in order.
+
+    Idempotent and race-free: a text another transaction stores at the same moment is not an
+    error (the system this replaces failed on ``pk_cj_content`` when two batches ran at once).
+    """
+    keys = [text_storage_id_for(text) for text in texts]
+    unique = {key: text for key, text in zip(keys, texts, strict=True)}
+    insert_ignoring_duplicates(
+        session, CJContent, [{"text_storage_id": k, "content": t} for k, t in unique.items()]
+    )
+    return keys
+
+
 def store_content(session: Session, text: str) -> str:
     """Put ``text`` in the content store (idempotent) and return its ``text_storage_id``."""
-    key = text_storage_id_for(text)
-    if session.get(CJContent, key) is None:
-        session.add(CJContent(text_storage_id=key, content=text))
-        session.flush()
-    return key
+    return store_contents(session, [text])[0]
 
 
 def fetch_content(session: Session, text_storage_id: str) -> str | None:
