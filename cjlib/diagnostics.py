@@ -68,6 +68,7 @@ _COUNT_COLUMNS = (
     "anchor_flag_drift_count",
 )
 _FINALIZING_STATES = {CoreCJState.WAITING_CALLBACKS.value, CoreCJState.SCORING.value}
+_WORKING_STATES = {CoreCJState.GENERATING_PAIRS.value, CoreCJState.WAITING_CALLBACKS.value}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -81,7 +82,7 @@ class HealthThresholds:
 
     stuck_after: float = 600.0
     scoring_after: float = 600.0
-    stalled_after: float = 1800.0
+    stalled_after: float = 120.0
 
 
 DEFAULT_THRESHOLDS = HealthThresholds()
@@ -131,8 +132,9 @@ def judge_health(row: Mapping[str, Any], thresholds: HealthThresholds = DEFAULT_
        no grade projections, no activity for longer than ``stuck_after``;
     3. ``long_scoring`` — state SCORING for longer than ``scoring_after`` although every
        submitted callback is in (completed + failed ≥ submitted);
-    4. ``stalled_callbacks`` — state WAITING_CALLBACKS, no activity for longer than
-       ``stalled_after``;
+    4. ``stalled_callbacks`` — state GENERATING_PAIRS or WAITING_CALLBACKS, no activity for
+       longer than ``stalled_after`` (live workers heartbeat every few seconds, so silence
+       means the process died);
     5. ``in_progress`` — any other non-final state (or no state row);
     6. ``ok`` — COMPLETED or CANCELLED.
 
@@ -169,7 +171,7 @@ def judge_health(row: Mapping[str, Any], thresholds: HealthThresholds = DEFAULT_
         and _exceeds(row["seconds_in_state"], thresholds.scoring_after)
     ):
         return "long_scoring"
-    if state == CoreCJState.WAITING_CALLBACKS.value and _exceeds(
+    if state in _WORKING_STATES and _exceeds(
         row["seconds_since_last_activity"], thresholds.stalled_after
     ):
         return "stalled_callbacks"

@@ -206,7 +206,10 @@ class CJProcessedEssay(Base):
 
 class CJComparisonPair(Base):
     __tablename__ = "cj_comparison_pairs"
-    __table_args__ = (Index("ix_cj_comparison_pairs_batch_winner", "cj_batch_id", "winner"),)
+    __table_args__ = (
+        Index("ix_cj_comparison_pairs_batch_winner", "cj_batch_id", "winner"),
+        Index("ix_cj_comparison_pairs_batch_claimed_by", "cj_batch_id", "claimed_by"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     cj_batch_id: Mapped[int] = mapped_column(ForeignKey("cj_batch_uploads.id", ondelete="CASCADE"))
@@ -223,6 +226,26 @@ class CJComparisonPair(Base):
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     processing_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: ``cj_batch_workers.worker_id`` of the worker that sent this pair to its judge and owes
+    #: its result; NULL until claimed. A dead worker's claims are taken over on resume.
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class CJBatchWorker(Base):
+    """A process working on a batch: it claims pending pairs and heartbeats while alive."""
+
+    __tablename__ = "cj_batch_workers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cj_batch_id: Mapped[int] = mapped_column(
+        ForeignKey("cj_batch_uploads.id", ondelete="CASCADE"), index=True
+    )
+    worker_id: Mapped[str] = mapped_column(String(100), unique=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class GradeProjection(Base):

@@ -167,13 +167,14 @@ def test_python_rule_agrees_with_sql_rule_on_every_fixture(shared):
 
 
 def test_default_thresholds_are_the_ones_built_into_the_view():
-    assert HealthThresholds(600, 600, 1800) == DEFAULT_THRESHOLDS
+    assert HealthThresholds(600, 600, 120) == DEFAULT_THRESHOLDS
     # Read the numbers from the view's SQL, so a change on either side alone fails.
     import importlib
     import re
 
-    view = importlib.import_module("cjlib.db.migrations.versions.0002_cj_batch_health_view")
-    sql = view._VIEW_SQL
+    # The newest revision that defines the view.
+    view = importlib.import_module("cjlib.db.migrations.versions.0003_batch_workers")
+    sql = view._view_sql("postgresql")
     stuck = re.search(r"seconds_since_last_activity > (\d+) THEN 'stuck_finalization'", sql)
     scoring = re.search(r"seconds_in_state > (\d+) THEN 'long_scoring'", sql)
     stalled = re.search(r"seconds_since_last_activity > (\d+) THEN 'stalled_callbacks'", sql)
@@ -280,7 +281,7 @@ def test_no_alert_fires_on_healthy_batches(engine):
 
 
 def test_lower_stalled_threshold_makes_a_quiet_batch_stalled(shared):
-    strict = HealthThresholds(stalled_after=parse_duration("10m"))
+    strict = HealthThresholds(stalled_after=parse_duration("30s"))
     assert _alert_ids(health_alerts(shared.engine, strict))["stalled_callbacks"] == {
         shared.ids["stalled"],
         shared.ids["quiet"],
@@ -444,10 +445,10 @@ def test_cli_health_exits_0_when_nothing_fires(db_url, engine, capsys):
 
 
 def test_cli_health_json_uses_threshold_options(shared, capsys):
-    args = ["health", "--json", "--stalled-after", "10m", "--stuck-after", "1h"]
+    args = ["health", "--json", "--stalled-after", "30s", "--stuck-after", "1h"]
     assert main([*args, "--database-url", shared.url]) == 3
     data = json.loads(capsys.readouterr().out)
-    assert data["thresholds"]["stalled_after"] == 600
+    assert data["thresholds"]["stalled_after"] == 30
     stalled = {a["cj_batch_id"] for a in data["alerts"]["stalled_callbacks"]}
     # Not stuck under a 1 h limit, the stuck batch (idle 20 min) now counts as stalled.
     assert stalled == {shared.ids[name] for name in ("stalled", "quiet", "stuck")}
