@@ -213,7 +213,11 @@ def _row(**overrides):
             ),
             "stuck_finalization",
         ),
-        (_row(upload_status="COMPLETE_STABLE", seconds_since_last_activity=600.0), "in_progress"),
+        # Not yet stuck at exactly 600 s, but silent past the 120 s stall limit.
+        (
+            _row(upload_status="COMPLETE_STABLE", seconds_since_last_activity=600.0),
+            "stalled_callbacks",
+        ),
         (
             _row(
                 upload_status="COMPLETE_STABLE",
@@ -224,7 +228,9 @@ def _row(**overrides):
         ),
         (_row(cj_state="SCORING", seconds_in_state=601.0), "long_scoring"),
         (_row(cj_state="SCORING", completed_comparisons=9, seconds_in_state=601.0), "in_progress"),
-        (_row(seconds_since_last_activity=1801.0), "stalled_callbacks"),
+        (_row(seconds_since_last_activity=121.0), "stalled_callbacks"),
+        (_row(seconds_since_last_activity=120.0), "in_progress"),
+        (_row(cj_state="GENERATING_PAIRS", seconds_since_last_activity=121.0), "stalled_callbacks"),
         (_row(seconds_since_last_activity=None), "in_progress"),
         (_row(cj_state=None), "in_progress"),
         (_row(cj_state="COMPLETED", seconds_since_last_activity=1e6), "ok"),
