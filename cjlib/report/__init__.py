@@ -13,9 +13,8 @@ tested). One module per job::
     html         html_table, checklist_html, header_markdown, limitations_markdown (escaped)
     snapshots    write_snapshots(frames, run_dir) -> CSV / Parquet files
 
-The names below are imported from their module on first use, so ``import cjlib.report`` loads
-none of the modules, and only :mod:`cjlib.report.figures` (first touched by a ``plot_*`` name or
-``FIGURES``) loads matplotlib.
+The names below are imported from their module on first use, so only
+:mod:`cjlib.report.figures` (first touched by a ``plot_*`` name or ``FIGURES``) loads matplotlib.
 """
 
 from __future__ import annotations
@@ -69,6 +68,11 @@ _EXPORTS = {
     "snapshots": ("SNAPSHOT_TABLES", "snapshot_tables", "write_snapshots"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+# The function shares its module's name. Importing a submodule sets it as an attribute of this
+# package, which would shadow the lazily exported function (``report.limitations(rep)`` would
+# then be a module); binding the function here, after the submodule's first import, prevents it.
+from cjlib.report.limitations import limitations  # noqa: E402, F401
 
 __all__ = sorted(_MODULE_OF)
 

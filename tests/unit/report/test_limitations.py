@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 from cjlib.report.assembly import assemble_report
 from cjlib.report.limitations import limitations
 from tests.unit.report.batches import batch_frames
@@ -63,3 +65,11 @@ def test_limitations_name_unscored_and_mismatched_anchor_essays():
     assert any(
         i.startswith("The is_anchor column disagrees") and "anc_3 (column false" in i for i in items
     )
+
+
+def test_package_limitations_stays_the_function_after_its_module_is_imported():
+    import cjlib.report
+
+    importlib.import_module("cjlib.report.limitations")
+    assert cjlib.report.limitations is limitations
+    assert callable(cjlib.report.limitations)
