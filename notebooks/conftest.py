@@ -30,7 +30,7 @@ def _nbval_enabled(config) -> bool:
 def _prepare(root: Path) -> dict[str, str]:
     from cjlib.datasets import generate_eng5_dataset
     from cjlib.db import get_engine, upgrade
-    from cjlib.pipeline import write_batch_record
+    from cjlib.notebook import write_batch_record
     from cjlib.workflow import execute_batch, register_anchors
 
     dataset = generate_eng5_dataset(root / "eng5_nbval", seed=11, n_students=8)
