@@ -18,7 +18,8 @@ pairs (position A, position B) out. Three strategies share one wave builder:
 
 Every wave of every strategy keeps these invariants: no self-pairs; each essay at most once
 per round (a round is a matching over the essays; a wave larger than n/2 pairs spans rounds);
-no unordered pair repeats while the essay has an unused partner with fewer meetings; positions
+no unordered pair repeats while the round can still give the essay a partner it has met less
+often (splitting a pair already chosen in the round if needed); positions
 A/B balanced per essay (the essay that has sat in A more often goes to B).
 
 References
@@ -85,6 +86,12 @@ class PairingState:
         self.pair_counts[_pair_key(a, b)] += 1
         self.position_a[a] += 1
         self.position_b[b] += 1
+
+    def remove(self, a: Hashable, b: Hashable) -> None:
+        """Forget one pairing of ``a`` (position A) with ``b`` (position B)."""
+        self.pair_counts[_pair_key(a, b)] -= 1
+        self.position_a[a] -= 1
+        self.position_b[b] -= 1
 
     def comparisons(self, essay: Hashable) -> int:
         """How many pairs ``essay`` has been in."""
@@ -201,6 +208,7 @@ def _build_wave(
         jitter = rng.random(n)
         order = np.lexsort([*essay_keys(counts, jitter), jitter][::-1])
         free = np.ones(n, dtype=bool)
+        round_pairs: list[tuple[int, int]] = []
         for i in order:
             if len(chosen) >= n_pairs:
                 break
@@ -213,15 +221,46 @@ def _build_wave(
             noise = rng.random(len(cand))
             keys = [met[i, cand], *partner_keys(i, cand, counts, noise), noise]
             j = cand[np.lexsort(keys[::-1])[0]]
-            a, b = _orient(ids[i], ids[j], state, rng.random())
-            state.add(a, b)
-            chosen.append((a, b))
+            swap = _repair(i, j, met, round_pairs) if met[i, j] > 0 else None
+            if swap is None:
+                new = [(i, j)]
+            else:
+                # Undo (k, l) of this round and pair (i, k), (j, l): both meet less often.
+                slot, k, l = swap
+                state.remove(*chosen[slot])
+                met[k, l] -= 1
+                met[l, k] -= 1
+                chosen.pop(slot)
+                round_pairs.pop(slot)
+                new = [(i, k), (j, l)]
+            for x, y in new:
+                a, b = _orient(ids[x], ids[y], state, rng.random())
+                state.add(a, b)
+                chosen.append((a, b))
+                round_pairs.append((x, y))
+                met[x, y] += 1
+                met[y, x] += 1
             free[i] = free[j] = False
             counts[i] += 1
             counts[j] += 1
-            met[i, j] += 1
-            met[j, i] += 1
     return chosen
+
+
+def _repair(
+    i: int, j: int, met: np.ndarray, round_pairs: list[tuple[int, int]]
+) -> tuple[int, int, int] | None:
+    """A pair (k, l) of this round to split so that i and j both get a partner met less often.
+
+    Greedy rounds can leave essay i with only partners it has met; if some pair (k, l) of the
+    round has met[i, k] and met[j, l] (or met[i, l] and met[j, k]) below met[i, j], splitting
+    it avoids the repeat. Returns (position in the wave from its end, k, l) or None.
+    """
+    level = met[i, j]
+    for back, (k, l) in enumerate(reversed(round_pairs)):
+        for x, y in ((k, l), (l, k)):
+            if met[i, x] < level and met[j, y] < level:
+                return -1 - back, x, y
+    return None
 
 
 def _check_ids(essay_ids: Sequence[Hashable]) -> list:
@@ -259,7 +298,8 @@ def next_wave(
     Rules, in priority order:
 
     1. no pair is repeated until every pair has been seen as often (pairs with the lowest count
-       are always preferred);
+       are always preferred; when the greedy round leaves an essay only partners it has met,
+       a pair of the round is split so both get a new partner, if one exists);
     2. essays with the fewest comparisons are matched first, each essay at most once per round
        (a round is a matching over all essays; a wave larger than n/2 pairs spans rounds);
     3. among equally good partners, an essay of the other kind (anchor vs student) is preferred,
