@@ -200,10 +200,17 @@ def _grow(
             n = pending.pop(0)
             frame = _as_frame(ids, a_idx, b_idx, a_wins).iloc[:n].reset_index(drop=True)
             yield n, frame, time.perf_counter() - start
-        if pending and strategy.uses_estimates:
+        # Estimates only once the strategy's warm-up is over: a fit before every essay is
+        # compared would leave essays (and anchors, for the boundaries) unplaced.
+        warm = min(state.comparisons(e) for e in ids) >= max(1, _warm_up(strategy))
+        if pending and strategy.uses_estimates and warm:
             estimates = _estimates(
                 strategy, _as_frame(ids, a_idx, b_idx, a_wins), anchor_grades, scale, alpha
             )
+
+
+def _warm_up(strategy: PairingStrategy) -> int:
+    return int(strategy.params.get("min_comparisons", 0))
 
 
 def _strategy(strategy: str | PairingStrategy) -> PairingStrategy:

@@ -19,7 +19,8 @@ pairs (position A, position B) out. Three strategies share one wave builder:
 Every wave of every strategy keeps these invariants: no self-pairs; each essay at most once
 per round (a round is a matching over the essays; a wave larger than n/2 pairs spans rounds);
 no unordered pair repeats while the round can still give the essay a partner it has met less
-often (splitting a pair already chosen in the round if needed); positions
+often (splitting a pair already chosen in the round if needed; close to a full round robin
+the greedy rounds may still repeat a few pairs early); positions
 A/B balanced per essay (the essay that has sat in A more often goes to B).
 
 References
@@ -89,7 +90,10 @@ class PairingState:
 
     def remove(self, a: Hashable, b: Hashable) -> None:
         """Forget one pairing of ``a`` (position A) with ``b`` (position B)."""
-        self.pair_counts[_pair_key(a, b)] -= 1
+        key = _pair_key(a, b)
+        self.pair_counts[key] -= 1
+        if self.pair_counts[key] <= 0:
+            del self.pair_counts[key]
         self.position_a[a] -= 1
         self.position_b[b] -= 1
 
@@ -280,6 +284,13 @@ def _balanced_partner_keys(anchor_mask: np.ndarray) -> PartnerKeys:
     return keys
 
 
+def _warmed_up(
+    ids: Sequence[Hashable], state: PairingState, estimates: Estimates | None, floor: int
+) -> bool:
+    """Estimates are given and every essay had ``floor`` comparisons before this wave."""
+    return estimates is not None and min(state.comparisons(e) for e in ids) >= floor
+
+
 def _count_order(counts: np.ndarray, jitter: np.ndarray) -> list[np.ndarray]:
     return [counts]
 
@@ -440,8 +451,8 @@ class AdaptivePairing(_StrategyBase):
     Parameters
     ----------
     min_comparisons : int, default 2
-        Warm-up: until every essay has this many comparisons (or when no estimates are
-        given) partners are chosen as by ``balanced``.
+        Warm-up: a wave that starts before every essay has this many comparisons (or gets no
+        estimates) is paired as by ``balanced``.
     """
 
     name: ClassVar[str] = "adaptive"
@@ -468,14 +479,11 @@ class AdaptivePairing(_StrategyBase):
         anchor_mask = np.array([e in anchor_set for e in ids])
         balanced = _balanced_partner_keys(anchor_mask)
         rng = rng_for("pairing", self.name, seed, wave)
-        if estimates is None:
+        if not _warmed_up(ids, state, estimates, self.min_comparisons):
             return _build_wave(ids, n_pairs, state, rng, _count_order, balanced)
         theta, se = _aligned(estimates, ids)
-        floor = self.min_comparisons
 
         def partner_keys(i: int, cand: np.ndarray, counts: np.ndarray, noise: np.ndarray):
-            if counts.min() < floor:
-                return balanced(i, cand, counts, noise)
             return [-_expected_information(theta, se, i, cand)]
 
         return _build_wave(ids, n_pairs, state, rng, _count_order, partner_keys)
@@ -498,7 +506,8 @@ class BoundaryPairing(_StrategyBase):
     Parameters
     ----------
     min_comparisons : int, default 3
-        Exposure floor in comparisons; also the warm-up before estimates are used.
+        Exposure floor in comparisons; also the warm-up: a wave that starts before every
+        essay has this many comparisons (or gets no estimates) is paired as by ``balanced``.
     min_share : float, default 0.5
         Exposure floor as a share of the mean comparisons per essay; the floor is the larger.
     anchor_preference : float, default 0.3
@@ -570,7 +579,7 @@ class BoundaryPairing(_StrategyBase):
         anchor_mask = np.array([e in anchor_set for e in ids])
         balanced = _balanced_partner_keys(anchor_mask)
         rng = rng_for("pairing", self.name, seed, wave)
-        if estimates is None:
+        if not _warmed_up(ids, state, estimates, self.min_comparisons):
             return _build_wave(ids, n_pairs, state, rng, _count_order, balanced)
         theta, se = _aligned(estimates, ids)
         bounds, bounds_se = self._boundaries(estimates)
@@ -584,8 +593,6 @@ class BoundaryPairing(_StrategyBase):
             return [~below, np.where(below, counts, 0), -uncertainty]
 
         def partner_keys(i: int, cand: np.ndarray, counts: np.ndarray, noise: np.ndarray):
-            if counts.min() < self.min_comparisons:
-                return balanced(i, cand, counts, noise)
             if anchor_mask[i]:
                 return [-_expected_information(theta, se, i, cand)]
             return [np.abs(theta[cand] - nearest[i]) - bonus[cand]]
