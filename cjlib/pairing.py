@@ -229,14 +229,14 @@ def _build_wave(
             if swap is None:
                 new = [(i, j)]
             else:
-                # Undo (k, l) of this round and pair (i, k), (j, l): both meet less often.
-                slot, k, l = swap
+                # Undo (k, m) of this round and pair (i, k), (j, m): both meet less often.
+                slot, k, m = swap
                 state.remove(*chosen[slot])
-                met[k, l] -= 1
-                met[l, k] -= 1
+                met[k, m] -= 1
+                met[m, k] -= 1
                 chosen.pop(slot)
                 round_pairs.pop(slot)
-                new = [(i, k), (j, l)]
+                new = [(i, k), (j, m)]
             for x, y in new:
                 a, b = _orient(ids[x], ids[y], state, rng.random())
                 state.add(a, b)
@@ -253,15 +253,15 @@ def _build_wave(
 def _repair(
     i: int, j: int, met: np.ndarray, round_pairs: list[tuple[int, int]]
 ) -> tuple[int, int, int] | None:
-    """A pair (k, l) of this round to split so that i and j both get a partner met less often.
+    """A pair (k, m) of this round to split so that i and j both get a partner met less often.
 
-    Greedy rounds can leave essay i with only partners it has met; if some pair (k, l) of the
-    round has met[i, k] and met[j, l] (or met[i, l] and met[j, k]) below met[i, j], splitting
-    it avoids the repeat. Returns (position in the wave from its end, k, l) or None.
+    Greedy rounds can leave essay i with only partners it has met; if some pair (k, m) of the
+    round has met[i, k] and met[j, m] (or met[i, m] and met[j, k]) below met[i, j], splitting
+    it avoids the repeat. Returns (position in the wave from its end, k, m) or None.
     """
     level = met[i, j]
-    for back, (k, l) in enumerate(reversed(round_pairs)):
-        for x, y in ((k, l), (l, k)):
+    for back, (k, m) in enumerate(reversed(round_pairs)):
+        for x, y in ((k, m), (m, k)):
             if met[i, x] < level and met[j, y] < level:
                 return -1 - back, x, y
     return None

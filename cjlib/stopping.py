@@ -161,7 +161,9 @@ def _probability(name: str, value: float) -> float:
 def budget(max_comparisons: int) -> Budget:
     """Stop after ``max_comparisons`` comparisons (reason ``budget_exhausted``)."""
     if isinstance(max_comparisons, bool) or not isinstance(max_comparisons, (int, np.integer)):
-        raise UsageError(f"the budget must be a whole number of comparisons, got {max_comparisons!r}")
+        raise UsageError(
+            f"the budget must be a whole number of comparisons, got {max_comparisons!r}"
+        )
     if max_comparisons < 1:
         raise UsageError(f"the budget must be at least 1 comparison, got {max_comparisons}")
     return Budget(int(max_comparisons))

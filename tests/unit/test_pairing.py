@@ -107,7 +107,7 @@ def _grow(name: str, n: int, waves: int, per_wave: int | None = None, seed: int 
 
 @pytest.mark.parametrize("name", list(PAIRING_STRATEGIES))
 def test_every_strategy_keeps_the_wave_invariants(name):
-    ids, _, _, state, by_wave = _grow(name, 40, waves=12, per_wave=20)
+    _, _, _, state, by_wave = _grow(name, 40, waves=12, per_wave=20)
     for wave in by_wave:
         assert all(a != b for a, b in wave)
         flat = list(itertools.chain.from_iterable(wave))
@@ -149,7 +149,7 @@ def test_adaptive_keeps_exposure_even_and_pairs_close_estimates():
 
 
 def test_boundary_spends_comparisons_on_uncertain_students_and_keeps_the_floor():
-    ids, anchors, estimates, state, by_wave = _grow("boundary", 60, waves=24, min_comparisons=3)
+    ids, anchors, estimates, state, _ = _grow("boundary", 60, waves=24, min_comparisons=3)
     theta = estimates.theta
     students = [e for e in ids if e not in anchors]
     near = [e for e in students if min(abs(theta[e] - 1), abs(theta[e] + 1)) < 0.3]
@@ -162,7 +162,7 @@ def test_boundary_spends_comparisons_on_uncertain_students_and_keeps_the_floor()
 
 
 def test_boundary_pairs_uncertain_students_with_essays_near_their_boundary():
-    ids, anchors, estimates, _, by_wave = _grow("boundary", 60, waves=10)
+    _, _, estimates, _, by_wave = _grow("boundary", 60, waves=10)
     theta = estimates.theta
     late = by_wave[-1]
     # The partner of a student at a boundary sits near that boundary too.
@@ -200,7 +200,9 @@ def test_boundary_without_boundaries_or_with_a_bad_index_is_refused():
 def test_without_estimates_the_adaptive_strategies_pair_like_balanced():
     ids, anchors, _ = _essays(30)
     for name in ("adaptive", "boundary"):
-        got = make_strategy(name).next_wave(ids, 15, PairingState(), seed=2, wave=1, anchors=anchors)
+        got = make_strategy(name).next_wave(
+            ids, 15, PairingState(), seed=2, wave=1, anchors=anchors
+        )
         flat = list(itertools.chain.from_iterable(got))
         assert len(flat) == len(set(flat)) == 30  # one full round
         # balanced's rule of pairing anchors with students holds before estimates exist
@@ -232,7 +234,7 @@ def test_make_strategy_records_name_and_params_and_refuses_bad_input():
     with pytest.raises(UsageError, match="unknown pairing strategy 'swiss'; choose one of: "
                                          "balanced, adaptive, boundary"):  # fmt: skip
         make_strategy("swiss")
-    with pytest.raises(UsageError, match="has no parameter.*floor; valid: min_comparisons"):
+    with pytest.raises(UsageError, match=r"has no parameter.*floor; valid: min_comparisons"):
         make_strategy("adaptive", floor=3)
     with pytest.raises(UsageError, match="min_share must be a number in"):
         make_strategy("boundary", min_share=2)
