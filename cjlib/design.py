@@ -78,7 +78,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_STRATEGIES: tuple[str, ...] = ("balanced", "adaptive", "boundary")
 DEFAULT_PER_ESSAY: tuple[int, ...] = (3, 5, 10, 20, 40)
-DEFAULT_SEEDS = 5
+DEFAULT_SEEDS = 4
 DEFAULT_STUDENTS = 120
 DEFAULT_DISCRIMINATION = 1.0
 DEFAULT_JUDGE_NOISE = 0.0
