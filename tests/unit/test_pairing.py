@@ -255,3 +255,24 @@ def test_grade_uncertainty():
     assert u[0] == pytest.approx(1 - (2 * 0.5 - 2 * 0.000429), abs=2e-3)  # ±3.3 SE inside
     assert u[1] == pytest.approx(0.5, abs=1e-9)  # on a boundary: a coin toss between two
     assert u[2] < 1e-12
+
+
+def test_estimates_from_scores_take_the_finite_boundaries_of_a_calibration():
+    scores = pd.DataFrame({"theta": [1.0, -1.0], "se": [0.2, 0.3]}, index=["x", "y"])
+    calibration = pd.DataFrame(
+        {"upper": [-0.5, 0.5, np.inf], "upper_se": [0.1, np.nan, np.nan]}, index=["F", "E", "D"]
+    )
+    estimates = Estimates.from_scores(scores, calibration)
+    np.testing.assert_array_equal(estimates.boundaries, [-0.5, 0.5])
+    np.testing.assert_array_equal(estimates.boundary_se, [0.1, 0.0])
+    assert Estimates.from_scores(scores).boundaries.size == 0
+
+
+def test_an_essay_missing_from_the_estimates_is_still_paired():
+    ids, anchors, estimates = _essays(20)
+    partial = Estimates(estimates.theta.drop("s00"), estimates.se.drop("s00"))
+    state = PairingState.from_pairs(next_wave(ids, 40, PairingState(), seed=1, wave=1))
+    wave = make_strategy("adaptive").next_wave(
+        ids, 10, state, seed=1, wave=2, anchors=anchors, estimates=partial
+    )
+    assert "s00" in set(itertools.chain.from_iterable(wave))
