@@ -57,6 +57,7 @@ def plot_design_study(
             low = max(_RELIABILITY_FLOOR, float(stats[(measure, "min")].min()) - 0.05)
             ax.set_ylim(low, 1.02)
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(sorted(frame["per_essay"].unique()))
         ax.set_xticklabels([f"{v:g}" for v in sorted(frame["per_essay"].unique())])
         ax.set_title(LABELS.get(measure, measure), fontsize=10)
