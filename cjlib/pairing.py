@@ -191,6 +191,54 @@ EssayKeys = Callable[[np.ndarray, np.ndarray], list[np.ndarray]]
 PartnerKeys = Callable[[int, np.ndarray, np.ndarray, np.ndarray], list[np.ndarray]]
 
 
+#: Partners considered per essay: the free essays first in the round's order. A wave of a large
+#: batch would otherwise cost O(n²) time and an n × n matrix of meeting counts (1.6 GB at
+#: 20,000 essays); below this many essays every free essay is considered, as before.
+CANDIDATE_WINDOW = 256
+
+
+class _Meetings:
+    """How often each unordered pair has met: sparse, so memory grows with pairs, not n²."""
+
+    def __init__(self, ids: Sequence[Hashable], state: PairingState):
+        index = {e: k for k, e in enumerate(ids)}
+        self._met: dict[int, dict[int, int]] = {}
+        for (a, b), c in state.pair_counts.items():
+            if a in index and b in index:
+                self.add(index[a], index[b], c)
+
+    def get(self, i: int, j: int) -> int:
+        return self._met.get(i, {}).get(j, 0)
+
+    def row(self, i: int, cand: np.ndarray) -> np.ndarray:
+        met = self._met.get(i)
+        out = np.zeros(len(cand), dtype=np.int64)
+        if not met:
+            return out
+        partners = np.fromiter(met.keys(), dtype=np.int64, count=len(met))
+        times = np.fromiter(met.values(), dtype=np.int64, count=len(met))
+        sorter = np.argsort(partners)
+        partners, times = partners[sorter], times[sorter]
+        at = np.minimum(np.searchsorted(partners, cand), len(partners) - 1)
+        hit = partners[at] == cand
+        out[hit] = times[at[hit]]
+        return out
+
+    def add(self, i: int, j: int, delta: int = 1) -> None:
+        self._met.setdefault(i, {})[j] = self.get(i, j) + delta
+        self._met.setdefault(j, {})[i] = self.get(j, i) + delta
+
+
+def _free_candidates(order: np.ndarray, free: np.ndarray, front: int, i: int) -> np.ndarray:
+    """The first :data:`CANDIDATE_WINDOW` free essays of the round's order, other than ``i``."""
+    span = order[front : front + 4 * CANDIDATE_WINDOW]
+    cand = span[free[span] & (span != i)]
+    if len(cand) < CANDIDATE_WINDOW and front + len(span) < len(order):
+        rest = order[front:]
+        cand = rest[free[rest] & (rest != i)]
+    return cand[:CANDIDATE_WINDOW]
+
+
 def _build_wave(
     ids: Sequence[Hashable],
     n_pairs: int,
@@ -201,39 +249,37 @@ def _build_wave(
 ) -> list[tuple[Hashable, Hashable]]:
     """Greedy rounds of matchings; each essay at most once per round; updates ``state``."""
     n = len(ids)
-    index = {e: k for k, e in enumerate(ids)}
     counts = np.array([state.comparisons(e) for e in ids], dtype=np.int64)
-    met = np.zeros((n, n), dtype=np.int32)
-    for (a, b), c in state.pair_counts.items():
-        if a in index and b in index:
-            met[index[a], index[b]] = met[index[b], index[a]] = c
+    met = _Meetings(ids, state)
     chosen: list[tuple[Hashable, Hashable]] = []
     while len(chosen) < n_pairs:
         jitter = rng.random(n)
         order = np.lexsort([*essay_keys(counts, jitter), jitter][::-1])
         free = np.ones(n, dtype=bool)
         round_pairs: list[tuple[int, int]] = []
+        front = 0  # every essay before this position of the round's order is used
         for i in order:
             if len(chosen) >= n_pairs:
                 break
             if not free[i]:
                 continue
+            while front < n and not free[order[front]]:
+                front += 1
             # Candidates in round order, so the tie-breaking noise matches today's waves.
-            cand = order[free[order] & (order != i)]
+            cand = _free_candidates(order, free, front, i)
             if len(cand) == 0:
                 break
             noise = rng.random(len(cand))
-            keys = [met[i, cand], *partner_keys(i, cand, counts, noise), noise]
+            keys = [met.row(i, cand), *partner_keys(i, cand, counts, noise), noise]
             j = cand[np.lexsort(keys[::-1])[0]]
-            swap = _repair(i, j, met, round_pairs) if met[i, j] > 0 else None
+            swap = _repair(i, j, met, round_pairs) if met.get(i, j) > 0 else None
             if swap is None:
                 new = [(i, j)]
             else:
                 # Undo (k, m) of this round and pair (i, k), (j, m): both meet less often.
                 slot, k, m = swap
                 state.remove(*chosen[slot])
-                met[k, m] -= 1
-                met[m, k] -= 1
+                met.add(k, m, -1)
                 chosen.pop(slot)
                 round_pairs.pop(slot)
                 new = [(i, k), (j, m)]
@@ -242,8 +288,7 @@ def _build_wave(
                 state.add(a, b)
                 chosen.append((a, b))
                 round_pairs.append((x, y))
-                met[x, y] += 1
-                met[y, x] += 1
+                met.add(x, y)
             free[i] = free[j] = False
             counts[i] += 1
             counts[j] += 1
@@ -251,18 +296,18 @@ def _build_wave(
 
 
 def _repair(
-    i: int, j: int, met: np.ndarray, round_pairs: list[tuple[int, int]]
+    i: int, j: int, met: _Meetings, round_pairs: list[tuple[int, int]]
 ) -> tuple[int, int, int] | None:
     """A pair (k, m) of this round to split so that i and j both get a partner met less often.
 
     Greedy rounds can leave essay i with only partners it has met; if some pair (k, m) of the
-    round has met[i, k] and met[j, m] (or met[i, m] and met[j, k]) below met[i, j], splitting
+    round has met(i, k) and met(j, m) (or met(i, m) and met(j, k)) below met(i, j), splitting
     it avoids the repeat. Returns (position in the wave from its end, k, m) or None.
     """
-    level = met[i, j]
+    level = met.get(i, j)
     for back, (k, m) in enumerate(reversed(round_pairs)):
         for x, y in ((k, m), (m, k)):
-            if met[i, x] < level and met[j, y] < level:
+            if met.get(i, x) < level and met.get(j, y) < level:
                 return -1 - back, x, y
     return None
 
