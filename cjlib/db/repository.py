@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from cjlib.db.models import (
@@ -140,6 +140,39 @@ def create_or_update_cj_processed_essay(
         }
     session.flush()
     return essay
+
+
+def create_processed_essays(
+    session: Session, cj_batch_id: int, essays: list[Mapping[str, Any]]
+) -> None:
+    """Insert a fresh batch's processed essays in one statement, by the insert rule above.
+
+    The bulk form of :func:`create_or_update_cj_processed_essay` for essays that do not exist
+    yet (a new batch): the column takes ``processing_metadata["is_anchor"]`` (default false)
+    and the stored metadata carries the same value. Each mapping has ``els_essay_id``,
+    ``text_storage_id``, ``assessment_input_text`` and optional ``processing_metadata``.
+
+    Raises
+    ------
+    ValueError
+        ``is_anchor`` in a metadata is not a boolean-like value.
+    """
+    rows = []
+    for essay in essays:
+        incoming = dict(essay.get("processing_metadata") or {})
+        flag = _coerce_anchor_flag(incoming["is_anchor"]) if "is_anchor" in incoming else False
+        rows.append(
+            {
+                "cj_batch_id": cj_batch_id,
+                "els_essay_id": essay["els_essay_id"],
+                "text_storage_id": essay["text_storage_id"],
+                "assessment_input_text": essay["assessment_input_text"],
+                "is_anchor": flag,
+                "processing_metadata": {**incoming, "is_anchor": flag},
+            }
+        )
+    if rows:
+        session.execute(insert(CJProcessedEssay), rows)
 
 
 def lock_batch_state(session: Session, batch_id: int) -> CJBatchState:

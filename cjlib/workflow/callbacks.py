@@ -118,10 +118,12 @@ def record_callback(
             .where(CJComparisonPair.request_correlation_id == request_correlation_id)
             .execution_options(populate_existing=True)
         ).one()
-        if pair.winner is not None:
-            return CallbackOutcome.DUPLICATE
+        # Late first: a finalized batch has closed its pending pairs, so every pair has a
+        # winner then, and a callback for one is late rather than a duplicate.
         if state.state in FINAL_STATES:
             return CallbackOutcome.LATE
+        if pair.winner is not None:
+            return CallbackOutcome.DUPLICATE
         now = utc_now()
         failed = winner in (None, "error")
         pair.winner = ComparisonWinner.ERROR if failed else ComparisonWinner(winner)

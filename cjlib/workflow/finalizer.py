@@ -17,16 +17,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from cjlib import __version__
 from cjlib.db import session_scope
 from cjlib.db.models import (
     FINAL_STATES,
+    CJBatchState,
     CJBatchStatusEnum,
     CJBatchUpload,
+    CJComparisonPair,
     CJProcessedEssay,
+    ComparisonWinner,
     CoreCJState,
     EventOutbox,
     GradeProjection,
@@ -52,7 +55,23 @@ log = logging.getLogger(__name__)
 #: projections in the simulation study of docs/projection.md (mean ECE 0.062 vs 0.074 at 0.01).
 FALLBACK_ALPHA = 0.03
 
-COMPLETION_REASONS = ("stable", "budget_exhausted", "all_pairs_compared")
+#: Why a batch was finalized. ``interrupted``: finalized after a crash without finishing its
+#: waves (``cj batch resume --finalize-now``, or a hand-called finalizer with budget left);
+#: ``target_reliability`` / ``target_grade_certainty``: a stopping rule fired;
+#: ``max_cost``: the judge's cost limit stopped new pairs; ``imported``: decisions imported
+#: from a judging session.
+COMPLETION_REASONS = (
+    "stable",
+    "budget_exhausted",
+    "all_pairs_compared",
+    "interrupted",
+    "target_reliability",
+    "target_grade_certainty",
+    "max_cost",
+    "imported",
+)
+#: Error code of a pair still pending when its batch was finalized.
+CLOSED_AT_FINALIZATION = "closed_at_finalization"
 
 EVENT_COMPLETED = "cj_assessment.completed.v1"
 EVENT_RESULT_PUBLISHED = "assessment.result.published.v1"
@@ -111,12 +130,20 @@ class BatchFinalizer:
             self._fault_hook(name)
 
     def finalize_scoring(
-        self, cj_batch_id: int, *, completion_reason: str = "budget_exhausted"
+        self, cj_batch_id: int, *, completion_reason: str | None = None
     ) -> FinalizationResult:
         """Score, project and complete batch ``cj_batch_id``; idempotent.
 
         The batch row is taken under a lock; a batch that is already final is returned as is,
-        with nothing written (so a second call, or a racing process, does nothing).
+        with nothing written (so a second call, or a racing process, does nothing). Pairs
+        still pending are closed as failed (``closed_at_finalization``), so none stays pending
+        after COMPLETED.
+
+        Parameters
+        ----------
+        completion_reason : str, optional
+            One of :data:`COMPLETION_REASONS`. Default: what the counters say —
+            ``budget_exhausted`` when the budget was used, else ``interrupted``.
 
         Raises
         ------
@@ -126,7 +153,7 @@ class BatchFinalizer:
             A step failed: everything was rolled back, then the batch was marked FAILED with
             status ERROR_PROCESSING and the reason, in a separate committed transaction.
         """
-        if completion_reason not in COMPLETION_REASONS:
+        if completion_reason is not None and completion_reason not in COMPLETION_REASONS:
             raise ValueError(f"completion_reason must be one of {COMPLETION_REASONS}")
         try:
             with session_scope(self.engine) as session:
@@ -141,7 +168,7 @@ class BatchFinalizer:
             ) from err
 
     def _finalize(
-        self, session: Session, batch_id: int, completion_reason: str
+        self, session: Session, batch_id: int, completion_reason: str | None
     ) -> FinalizationResult:
         self._step("lock")
         state = lock_batch_state(session, batch_id)
@@ -154,7 +181,11 @@ class BatchFinalizer:
                 state=state.state.value,
                 completion_reason=(upload.processing_metadata or {}).get("completion_reason"),
             )
+        if completion_reason is None:
+            used = state.total_comparisons >= (state.total_budget or 0) > 0
+            completion_reason = "budget_exhausted" if used else "interrupted"
         self._step("to_scoring")
+        _close_pending_pairs(session, state)
         record_state_transition(
             session, batch_id, CoreCJState.SCORING, reason=f"finalize: {completion_reason}",
             state_row=state,
@@ -250,6 +281,26 @@ class _ProjectionOutcome:
     @property
     def unavailable_reason(self) -> str | None:
         return self.unavailable.reason if self.unavailable is not None else None
+
+
+def _close_pending_pairs(session: Session, state: CJBatchState) -> None:
+    """Record pairs that never got a result as failed, so none is pending after COMPLETED."""
+    closed = session.execute(
+        update(CJComparisonPair)
+        .where(
+            CJComparisonPair.cj_batch_id == state.batch_id,
+            CJComparisonPair.winner.is_(None),
+        )
+        .values(
+            winner=ComparisonWinner.ERROR,
+            error_code=CLOSED_AT_FINALIZATION,
+            completed_at=utc_now(),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if closed:
+        state.failed_comparisons += closed
+        log.warning("batch %s: %d pending pairs closed as failed", state.batch_id, closed)
 
 
 def _fit_batch(session: Session, batch_id: int) -> tuple[BTResult, float]:

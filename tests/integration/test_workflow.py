@@ -193,10 +193,11 @@ def test_duplicate_unknown_and_late_callbacks_change_nothing(engine, dataset, tm
     BatchFinalizer(engine).finalize_scoring(b)
     late = record_callback(engine, pair.request_correlation_id, winner="essay_a")
     assert late is CallbackOutcome.LATE
-    assert (
-        rows(engine, "SELECT winner FROM cj_comparison_pairs WHERE id = :i", i=pair.id)[0][0]
-        is None
-    )
+    # Finalization closed the pending pair as failed; the late answer did not change it.
+    closed = rows(
+        engine, "SELECT winner, error_code FROM cj_comparison_pairs WHERE id = :i", i=pair.id
+    )[0]
+    assert tuple(closed) == ("error", "closed_at_finalization")
 
 
 def test_timeout_leaves_batch_waiting_for_diagnostics(engine, dataset, tmp_path):
