@@ -122,7 +122,8 @@ def test_guard_refuses_other_backends(development):
 @pytest.mark.parametrize("env", ["production", "prod", "staging", " Production "])
 def test_guard_refuses_protected_environments_even_for_local_sqlite(monkeypatch, env):
     monkeypatch.setenv("CJ_ENVIRONMENT", env)
-    with pytest.raises(GuardRefused, match=f"CJ_ENVIRONMENT={env.strip().lower()} is protected"):
+    expected = f"CJ_ENVIRONMENT='{env.strip()}' is not a development or test environment"
+    with pytest.raises(GuardRefused, match=re.escape(expected)):
         ensure_disposable_database("sqlite:///data/cj.sqlite3")
 
 
@@ -136,7 +137,7 @@ def test_cli_cleanup_in_production_exits_2_and_touches_nothing(db_url, engine, m
     batch_id = fx.completed_batch(engine)
     monkeypatch.setenv("CJ_ENVIRONMENT", "production")
     assert main(["batch", "cleanup", str(batch_id), "--database-url", db_url]) == 2
-    assert "is protected" in capsys.readouterr().err
+    assert "is not a development or test environment" in capsys.readouterr().err
     assert _rows_of(engine, batch_id)["cj_batch_uploads"] == 1
 
 
