@@ -200,7 +200,7 @@ def _jsonable(value: Any) -> Any:
 def _require_view(connection: Connection) -> None:
     if VIEW_NAME not in inspect(connection).get_view_names():
         raise UsageError(
-            f"the database has no {VIEW_NAME} view: run `cj db upgrade` to migrate it first"
+            f"view {VIEW_NAME} is missing: run `cj db upgrade` (it recreates the view)"
         )
 
 
