@@ -77,10 +77,10 @@ def is_disposable_environment() -> bool:
     raw = os.environ.get("CJ_ENVIRONMENT")
     if raw is None or not raw.strip():
         return True
-    stripped = raw.strip()
-    if not all(" " <= ch <= "~" for ch in stripped):
+    # Checked before stripping: str.strip() would silently drop a no-break space.
+    if not all(" " <= ch <= "~" or ch in "\t\r\n" for ch in raw):
         return False
-    return normalise_environment(stripped) in DISPOSABLE_ENVIRONMENTS
+    return normalise_environment(raw) in DISPOSABLE_ENVIRONMENTS
 
 
 def test_database_url() -> str:

@@ -78,7 +78,7 @@ def _refuse(url: URL, reason: str) -> GuardRefused:
 def _check_environment(url: URL) -> None:
     if config.is_disposable_environment():
         return
-    raw = os.environ.get("CJ_ENVIRONMENT", "").strip()
+    raw = os.environ.get("CJ_ENVIRONMENT", "").strip(" \t\r\n")
     raise _refuse(
         url,
         f"CJ_ENVIRONMENT={raw!a} is not a development or test environment; destructive "
