@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, func, inspect, select
+from sqlalchemy import URL, Column, Integer, MetaData, Table, func, inspect, make_url, select, text
 
 from cjlib import maintenance
 from cjlib.cli import main
@@ -23,7 +23,7 @@ from cjlib.db.models import (
     EventOutbox,
     GradeProjection,
 )
-from cjlib.errors import GuardRefused, NotFoundError
+from cjlib.errors import DatabaseURLError, GuardRefused, NotFoundError
 from cjlib.maintenance import (
     cleanup_assignment,
     cleanup_batch,
@@ -290,4 +290,60 @@ def test_cli_reset_with_yes_empties_a_sqlite_database(development, tmp_path, cap
     assert "reset" in capsys.readouterr().out
     assert _count(engine, CJBatchUpload) == 0
     assert current_revision(engine) == head_revision()
+    engine.dispose()
+
+
+# --- the server's own answer --------------------------------------------------------------
+
+
+@pytest.fixture
+def local_postgres(postgres_server) -> str:
+    url = postgres_server.create_database("cj_guard")
+    engine = get_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.mark.postgres
+def test_server_answers_loopback_over_tcp_and_null_over_a_unix_socket(development, local_postgres):
+    tcp = get_engine(local_postgres)
+    assert maintenance.server_address(tcp) == "127.0.0.1"
+    ensure_disposable_database(tcp)
+    tcp.dispose()
+    tcp_url = make_url(local_postgres)
+    url = URL.create(tcp_url.drivername, username=tcp_url.username, database=tcp_url.database)
+    try:
+        unix = get_engine(url.render_as_string(hide_password=False))
+    except DatabaseURLError as err:
+        pytest.skip(f"no unix socket to the test server here: {err}")
+    assert maintenance.server_address(unix) is None
+    ensure_disposable_database(unix)
+    unix.dispose()
+
+
+@pytest.mark.postgres
+def test_guard_refuses_when_the_server_answers_on_a_non_loopback_address(
+    development, local_postgres, monkeypatch
+):
+    # No remote server is reachable from the tests; what the guard does with the answer is.
+    monkeypatch.setattr(maintenance, "server_address", lambda engine: "192.0.2.7")
+    engine = get_engine(local_postgres)
+    with pytest.raises(GuardRefused, match=re.escape("the server answered on 192.0.2.7")):
+        reset_database(engine)
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_reset_of_a_foreign_postgres_database_needs_force_foreign(development, postgres_server):
+    url = postgres_server.create_database("cj_foreign")
+    engine = get_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE invoices (id integer)"))
+    with pytest.raises(GuardRefused, match=r"not a cj database \(it holds invoices\)"):
+        reset_database(engine)
+    assert inspect(engine).get_table_names() == ["invoices"]
+    assert reset_database(engine, force_foreign=True) == head_revision()
+    assert "invoices" not in inspect(engine).get_table_names()
     engine.dispose()
