@@ -44,6 +44,7 @@ from cjlib.db.models import (
     GradeProjection,
 )
 from cjlib.errors import GuardRefused, NotFoundError
+from cjlib.validation import integer_range
 
 log = logging.getLogger(__name__)
 
@@ -444,6 +445,10 @@ def cleanup_batch(
         No batch has this id.
     """
     ensure_disposable_database(engine, force_foreign=force_foreign)
+    low, high = integer_range(CJBatchUpload.id)
+    if not low <= cj_batch_id <= high:
+        # No row can have it, and PostgreSQL would refuse the comparison with an error.
+        raise NotFoundError(f"no CJ batch with id {cj_batch_id}")
     with session_scope(engine) as session:
         exists = session.execute(
             select(CJBatchUpload.id).where(CJBatchUpload.id == cj_batch_id)

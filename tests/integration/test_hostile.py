@@ -561,3 +561,11 @@ def test_fingerprints_see_a_change(cj_sqlite):
     engine.dispose()
     assert file_state(cj_sqlite) != before_file
     assert sqlite_rows(cj_sqlite) == {**before_rows, "event_outbox": 0}
+
+
+@pytest.mark.postgres
+def test_cleanup_of_an_id_beyond_the_integer_column_is_not_found(cj_postgres, home):
+    before = pg_state(cj_postgres)
+    proc = run_cj("batch", "cleanup", "3000000000", "--database-url", cj_postgres, home=home)
+    assert_one_line(proc, 1, "no CJ batch with id 3000000000")
+    assert pg_state(cj_postgres) == before

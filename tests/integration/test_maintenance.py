@@ -347,3 +347,13 @@ def test_reset_of_a_foreign_postgres_database_needs_force_foreign(development, p
     assert reset_database(engine, force_foreign=True) == head_revision()
     assert "invoices" not in inspect(engine).get_table_names()
     engine.dispose()
+
+
+@pytest.mark.parametrize("batch_id", [2**31, 3_000_000_000, 2**63 - 1])
+def test_cleanup_of_an_id_beyond_the_column_is_not_found_on_both_backends(
+    development, engine, batch_id
+):
+    fx.completed_batch(engine)
+    with pytest.raises(NotFoundError, match=f"no CJ batch with id {batch_id}"):
+        cleanup_batch(engine, batch_id)
+    assert _count(engine, CJBatchUpload) == 1

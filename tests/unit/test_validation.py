@@ -97,7 +97,9 @@ def test_text_longer_than_its_column_is_refused():
 @pytest.mark.parametrize("value", ["\x00", "essay\x00text", "\x00" * 3])
 def test_text_with_a_nul_character_is_refused_even_when_unbounded(value):
     with pytest.raises(UsageError, match="NUL character"):
-        check_text("students.csv row 2", value, column_length(CJProcessedEssay.assessment_input_text))
+        check_text(
+            "students.csv row 2", value, column_length(CJProcessedEssay.assessment_input_text)
+        )
 
 
 @pytest.mark.parametrize("value", ["", "   ", "\t\n"])
