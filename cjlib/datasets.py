@@ -157,6 +157,12 @@ def _read_essay(folder: Path, relative: str, where: str) -> str:
             raise DatasetError(
                 f"{where}: {relative} is not UTF-8 text; re-save it with UTF-8 encoding"
             ) from err
+    if "\x00" in text:
+        # SQLite would store it and PostgreSQL refuse it mid-batch; refuse it on both, early.
+        raise DatasetError(
+            f"{where}: {relative} contains a NUL character (\\x00), so it is not plain text; "
+            "re-save the essay as UTF-8 text"
+        )
     text = text.strip()
     if not text:
         raise DatasetError(

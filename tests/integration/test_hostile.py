@@ -569,3 +569,16 @@ def test_cleanup_of_an_id_beyond_the_integer_column_is_not_found(cj_postgres, ho
     proc = run_cj("batch", "cleanup", "3000000000", "--database-url", cj_postgres, home=home)
     assert_one_line(proc, 1, "no CJ batch with id 3000000000")
     assert pg_state(cj_postgres) == before
+
+
+def test_an_essay_with_a_nul_byte_is_refused_before_anything_is_written(cj_sqlite, tmp_path, home):
+    # SQLite would store it and PostgreSQL refuse it; both must refuse it, before writing.
+    dataset = make_dataset(tmp_path)
+    (dataset / "students" / "S2.txt").write_bytes(b"An essay\x00with a NUL byte. " * 20)
+    before = sqlite_rows(cj_sqlite)
+    proc = run_cj(
+        "anchors", "register", "--assignment-id", "nul", "--course-id", "ENG5",
+        "--dataset", str(dataset), "--database-url", sqlite_url(cj_sqlite), home=home,
+    )  # fmt: skip
+    assert_one_line(proc, 2, "students/S2.txt contains a NUL character")
+    assert sqlite_rows(cj_sqlite) == before
