@@ -82,7 +82,8 @@ def _postgres_read_only(dbapi_connection, _record: object) -> None:
     dbapi_connection.commit()
 
 
-_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
+# Greedy up to the last "@": masking too much is harmless, leaking part of a password is not.
+_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@]*@")
 
 
 def safe_url(url: str | URL) -> str:
@@ -98,7 +99,8 @@ def safe_url(url: str | URL) -> str:
 def _unparsable(resolved: str) -> DatabaseURLError:
     shown = safe_url(resolved)
     try:
-        parts = urlsplit(resolved)
+        # Split the masked text: a password with a stray "/" must not pass for a port.
+        parts = urlsplit(shown)
     except ValueError:
         return DatabaseURLError(
             f"database URL {shown!r} has an invalid host: write an IPv6 address in brackets, "
