@@ -115,8 +115,28 @@ def _read_docx(path: Path) -> str:
     return "\n".join(p.text for p in document.paragraphs)
 
 
-def _read_essay(folder: Path, relative: str, where: str) -> str:
+def _inside(folder: Path, relative: str, where: str) -> Path:
+    """``folder / relative``, refused unless it resolves inside ``folder``.
+
+    An absolute path, a ``..`` that climbs out, or a symlink (of the file or of a folder on
+    the way) pointing outside would make a data set read files it does not contain.
+    """
+    if Path(relative).is_absolute():
+        raise DatasetError(
+            f"{where}: {relative} is an absolute path; give the file relative to {folder}"
+        )
     path = folder / relative
+    root = folder.resolve()
+    if not path.resolve().is_relative_to(root):
+        raise DatasetError(
+            f"{where}: {relative} resolves outside the data set folder {folder}; copy the "
+            "file into the folder"
+        )
+    return path
+
+
+def _read_essay(folder: Path, relative: str, where: str) -> str:
+    path = _inside(folder, relative, where)
     suffix = path.suffix.lower()
     if suffix not in ESSAY_EXTENSIONS:
         raise DatasetError(
@@ -137,6 +157,12 @@ def _read_essay(folder: Path, relative: str, where: str) -> str:
             raise DatasetError(
                 f"{where}: {relative} is not UTF-8 text; re-save it with UTF-8 encoding"
             ) from err
+    if "\x00" in text:
+        # SQLite would store it and PostgreSQL refuse it mid-batch; refuse it on both, early.
+        raise DatasetError(
+            f"{where}: {relative} contains a NUL character (\\x00), so it is not plain text; "
+            "re-save the essay as UTF-8 text"
+        )
     text = text.strip()
     if not text:
         raise DatasetError(
@@ -187,7 +213,7 @@ def _check_unique(values: pd.Series, what: str, source: str) -> None:
 
 
 def _load_anchors(folder: Path, scale: GradeScale) -> pd.DataFrame:
-    path = folder / "anchors.csv"
+    path = _inside(folder, "anchors.csv", "anchors.csv")
     if not path.is_file():
         raise DatasetError(
             f"{path} is missing; create it with the header label,grade,file "
@@ -219,7 +245,7 @@ def _essay_files(directory: Path) -> list[Path]:
 
 
 def _load_students(folder: Path) -> pd.DataFrame:
-    listing = folder / "students.csv"
+    listing = _inside(folder, "students.csv", "students.csv")
     if listing.is_file():
         students = _read_table(listing, ("essay_id", "file"))
         _check_unique(students["essay_id"], "essay_id", "students.csv")
@@ -228,7 +254,7 @@ def _load_students(folder: Path) -> pd.DataFrame:
             for i, row in students.iterrows()
         ]
         return students.assign(text=texts)
-    directory = folder / "students"
+    directory = _inside(folder, "students", "students/")
     if not directory.is_dir():
         raise DatasetError(
             f"{folder} has no student essays; add students.csv (essay_id,file) or a "
@@ -255,7 +281,7 @@ def _load_students(folder: Path) -> pd.DataFrame:
 
 def _load_prompt(folder: Path) -> str | None:
     for name in ("prompt.md", "prompt.txt"):
-        path = folder / name
+        path = _inside(folder, name, name)
         if path.is_file():
             text = path.read_text(encoding="utf-8-sig").strip()
             return text or None
@@ -335,6 +361,8 @@ def load_dataset(path: str | Path, *, grade_scale: str | GradeScale = ENG5_SCALE
     """
     scale = get_grade_scale(grade_scale)
     folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise DatasetError(f"data set {folder} is not a folder; give the data set folder")
     if not folder.is_dir():
         raise DatasetError(
             f"data set folder {folder} does not exist; check the path or generate the "

@@ -39,6 +39,18 @@ from cjlib.errors import NotFoundError, UsageError
 log = logging.getLogger(__name__)
 
 VIEW_NAME = "cj_batch_health"
+#: Tables the view and the inspection read directly.
+_TABLES_READ = frozenset(
+    model.__tablename__
+    for model in (
+        CJBatchUpload,
+        CJBatchState,
+        CJBatchStateTransition,
+        CJProcessedEssay,
+        CJComparisonPair,
+        GradeProjection,
+    )
+)
 
 #: Every value of the view's ``health`` column.
 HEALTH_STATES = (
@@ -200,9 +212,18 @@ def _jsonable(value: Any) -> Any:
 
 
 def _require_view(connection: Connection) -> None:
-    if VIEW_NAME not in inspect(connection).get_view_names():
+    # Name exactly what is missing (the view, or a table it reads) and the command that fixes
+    # it, instead of letting the query fail with the database's own error.
+    names = inspect(connection)
+    if VIEW_NAME not in names.get_view_names():
         raise UsageError(
-            f"the database has no {VIEW_NAME} view: run `cj db upgrade` to migrate it first"
+            f"view {VIEW_NAME} is missing: run `cj db upgrade` (it recreates the view)"
+        )
+    missing = sorted(_TABLES_READ - set(names.get_table_names()))
+    if missing:
+        raise UsageError(
+            f"table {', '.join(missing)} is missing: the schema is damaged; restore it from a "
+            "backup or, on a development database, run `cj db reset --yes`"
         )
 
 
