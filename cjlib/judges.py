@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cjlib.errors import UsageError
@@ -85,7 +85,7 @@ class JudgeResult:
     justification: str | None = None
     error_code: str | None = None
     lost: bool = False
-    call: JudgeCall | None = None
+    call: JudgeCall | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.winner is not None and self.winner not in WINNERS:
