@@ -51,8 +51,10 @@ BROKEN_KINDS = frozenset(CONTENT_FAULTS) - {"fenced"}
 class Faults:
     """Fault rates (probabilities per request) and timings of the test server.
 
-    Transport faults are drawn first (429, then 500, then stall); a request that gets none is
-    answered with status 200, whose content is broken with the content-fault rates.
+    Transport faults are drawn per request (429, then 500, then stall); a request that gets
+    none is answered with status 200, whose content is broken with the content-fault rates,
+    drawn from the server seed, the text pair and how often that pair was answered before (so
+    the same pairs get the same answers whatever the order requests arrive in).
 
     Parameters
     ----------
@@ -131,6 +133,7 @@ class LLMTestServer:
         self.model_suffix = model_suffix
         self.max_requests = max_requests
         self.log: list[Served] = []
+        self.seed = seed
         self._rng = random.Random(seed)
         self._valid_requests = 0
         self._lock = threading.Lock()
@@ -197,13 +200,18 @@ class LLMTestServer:
         if self.discrimination is None:
             a_wins = diff + self.position_bias > 0
         else:
-            seed = f"{pair[0]}:{pair[1]}:{occurrence}".encode()
-            u = int.from_bytes(hashlib.sha256(seed).digest()[:8], "big") / 2.0**64
+            u = self._uniform("winner", pair, occurrence)
             a_wins = u < 1 / (1 + math.exp(-(self.discrimination * diff + self.position_bias)))
         return ("A" if a_wins else "B"), 1 + min(4, int(abs(diff) * 2))
 
-    def _content_kind(self) -> str:
-        u, edge = self._draw(), 0.0
+    def _uniform(self, purpose: str, pair: tuple[str, str], occurrence: int) -> float:
+        # Keyed by the pair, not drawn in arrival order: concurrent clients get the same
+        # answers run after run, so a test knows which pairs were sent broken answers.
+        key = f"{self.seed}:{purpose}:{pair[0]}:{pair[1]}:{occurrence}".encode()
+        return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2.0**64
+
+    def _content_kind(self, pair: tuple[str, str], occurrence: int) -> str:
+        u, edge = self._uniform("content", pair, occurrence), 0.0
         for kind in CONTENT_FAULTS:
             edge += getattr(self.faults, f"rate_{kind}")
             if u < edge:
@@ -279,7 +287,7 @@ class LLMTestServer:
             self._stop.wait(f.slow_s)
         occurrence = self.answers_by_pair()[pair]
         winner, confidence = self._winner(pair, occurrence)
-        kind = self._content_kind()
+        kind = self._content_kind(pair, occurrence)
         content, refusal, finish = self._answer(kind, winner, confidence)
         completion = {
             "id": f"chatcmpl-test-{count}",
