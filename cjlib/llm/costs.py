@@ -14,8 +14,12 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cjlib.errors import UsageError
+
+if TYPE_CHECKING:
+    from cjlib.llm.audit import JudgeCall
 
 PRICE_FILE = "prices.toml"
 
@@ -94,9 +98,10 @@ class CostTotals:
 class CostTracker:
     """Thread-safe running totals of tokens and estimated cost.
 
-    The runner asks :meth:`would_exceed` before submitting more pairs; the estimate of the
-    next calls is the mean cost per call so far (0 before the first call, so the first call
-    is always allowed).
+    Counts calls that got an answer (failed transport attempts cost nothing). The runner asks
+    :meth:`would_exceed` before submitting more pairs; the estimate of the next calls is the
+    mean cost per call so far (0 before the first call, so the first call is always allowed).
+    A resumed batch seeds the tracker with :meth:`add_call` over its stored calls.
     """
 
     def __init__(self) -> None:
@@ -121,6 +126,11 @@ class CostTracker:
             else:
                 self._priced_calls += 1
                 self._cost += cost_usd
+
+    def add_call(self, call: JudgeCall) -> None:
+        """Record a stored call that got an answer (2xx), e.g. to resume a batch's totals."""
+        if call.http_status is not None and 200 <= call.http_status <= 299:
+            self.add(call.prompt_tokens, call.completion_tokens, call.cost_usd)
 
     def totals(self) -> CostTotals:
         """Current totals."""

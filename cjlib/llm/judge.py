@@ -34,7 +34,7 @@ from cjlib.llm.audit import JudgeCall
 from cjlib.llm.costs import CostTracker
 from cjlib.llm.prompts import PromptTemplate, load_prompt_template
 from cjlib.llm.ratelimit import RequestRateLimiter
-from cjlib.llm.redact import install_log_redaction, mask_secrets
+from cjlib.llm.redact import MASK, install_log_redaction, mask_secrets
 from cjlib.llm.retry import is_retryable_status, parse_retry_after
 from cjlib.llm.settings import LLMConfig
 
@@ -219,7 +219,9 @@ class LLMJudge:
         finally:
             seen.latency_s = time.monotonic() - start
         seen.status = raw.status_code
-        seen.body = raw.http_response.text
+        # Only the key is masked here (a proxy could echo headers); the answer stays verbatim.
+        key, body = self.config.api_key.reveal(), raw.http_response.text
+        seen.body = body.replace(key, MASK) if key else body
         return True, False, None
 
     def _status_error(self, status: int, body: str | None) -> tuple[str, str]:

@@ -479,6 +479,10 @@ def test_judge_costs_follow_the_reported_usage_and_explicit_prices():
     assert totals.calls == 4
     assert totals.prompt_tokens == sum(c.prompt_tokens for c in calls)
     assert totals.cost_usd == pytest.approx(sum(c.cost_usd for c in calls))
+    resumed = CostTracker()
+    for call in [*calls, _call("no-answer", http_status=None, error_code="timeout")]:
+        resumed.add_call(call)
+    assert resumed.totals() == totals
 
 
 def test_unknown_model_has_no_cost_estimate():
@@ -684,3 +688,37 @@ def test_wilson_interval_matches_scipy():
         ci = stats.binomtest(k, n).proportion_ci(method="wilson")
         assert wilson_interval(k, n) == pytest.approx((ci.low, ci.high))
     assert all(math.isnan(v) for v in wilson_interval(0, 0))
+
+
+# -- the test server itself ------------------------------------------------------------------
+
+
+def test_test_server_is_bounded_recognises_texts_and_stops_cleanly():
+    with running_llm_server(TEXTS, max_requests=2) as server:
+        base_url = server.base_url
+        judge = _judge(base_url, max_retries=0)
+        first, second = judge.judge(_request(0, 1)), judge.judge(_request(1, 0))
+        over_budget = judge.judge(_request(2, 3))
+        judge.close()
+        assert server.answers_by_pair() == {
+            (text_key(ESSAYS[0]), text_key(ESSAYS[1])): 1,
+            (text_key(ESSAYS[1]), text_key(ESSAYS[0])): 1,
+        }
+        assert [s.status for s in server.log] == [200, 200, 410]
+    assert (first.winner, second.winner) == ("essay_b", "essay_a")
+    assert over_budget.error_code == "http_error" and over_budget.call.http_status == 410
+    # Stopped: nothing listens any more, which the judge reports as a connection error.
+    judge = _judge(base_url, max_retries=1, timeout_s=1.0)
+    gone = judge.judge(_request(0, 1))
+    judge.close()
+    assert gone.error_code == "connection_error"
+    assert gone.call.attempt_errors == ("connection_error", "connection_error")
+
+
+def test_test_server_refuses_prompts_without_two_known_essays():
+    with running_llm_server(TEXTS) as server:
+        judge = _judge(server.base_url)
+        unknown = PairRequest("c", "x", "y", "an essay it never saw", ESSAYS[0])
+        result = judge.judge(unknown)
+        judge.close()
+    assert result.error_code == "http_error" and result.call.http_status == 400
