@@ -722,3 +722,13 @@ def test_test_server_refuses_prompts_without_two_known_essays():
         result = judge.judge(unknown)
         judge.close()
     assert result.error_code == "http_error" and result.call.http_status == 400
+
+
+def test_log_redaction_masks_the_key_in_http_client_loggers(caplog):
+    caplog.set_level(logging.DEBUG)
+    judge = LLMJudge(_config("http://127.0.0.1:9/v1"))
+    logging.getLogger("openai._base_client").debug("headers: Authorization: Bearer %s", KEY)
+    logging.getLogger("httpx").info("key=%s", KEY)
+    assert len(caplog.records) == 2
+    assert KEY not in caplog.text and "***" in caplog.text
+    judge.close()
