@@ -161,6 +161,9 @@ def test_calls_are_stored_with_their_pairs_and_replay_from_the_database(engine, 
     assert summary.prompt_tokens == sum(r.call.prompt_tokens for r in results)
     assert summary.cost_usd == pytest.approx(sum(r.call.cost_usd for r in results))
     assert set(frame["model"]) == {"gpt-4o-mini-cjtest"}
+    summary_row = order_agreement(frame).iloc[0]
+    assert summary_row.n_decisions == sum(r.winner is not None for r in results)
+    assert summary_row.a_wins == sum(r.winner == "essay_a" for r in results)
     assert KEY not in dump
     # Replay without any server: the same decisions and failures, under new correlation ids.
     for k, (request, before) in enumerate(zip(requests, results, strict=True)):

@@ -16,6 +16,8 @@ import time
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from cjlib.errors import UsageError
@@ -176,6 +178,19 @@ def test_template_renders_braces_in_essays_and_instructions_verbatim():
         f"Task: Use {{grade_scale}} {{\nScale: F, E\nA: {essay_a}\nB: two"
     )
     assert template.sha256 == hashlib.sha256(TEMPLATE).hexdigest()
+
+
+@settings(max_examples=200, deadline=None)
+@given(essay_a=st.text(), essay_b=st.text(), instructions=st.text(min_size=1))
+def test_rendering_puts_any_texts_in_verbatim(essay_a, essay_b, instructions):
+    template = parse_prompt_template(b"## system\nS {x\n## user\n<{essay_a}|{essay_b}>", "p")
+    messages = template.render(
+        instructions=instructions, grade_scale="F, A", essay_a=essay_a, essay_b=essay_b
+    )
+    assert messages == [
+        {"role": "system", "content": "S {x"},
+        {"role": "user", "content": f"<{essay_a}|{essay_b}>"},
+    ]
 
 
 @pytest.mark.parametrize(
