@@ -17,6 +17,15 @@ CJ_ENVIRONMENT
 CJ_NOTEBOOK_PARAMETERS
     A JSON object whose values fill notebook parameters left at None when a notebook runs
     outside ``cj pipeline`` (JupyterLab, nbval), e.g. ``{"cj_batch_id": 3, "run_dir": "…"}``.
+CJ_LLM_BASE_URL
+    Base URL of the OpenAI-compatible chat-completions API the LLM judge calls
+    (``--llm-base-url`` wins), e.g. ``https://api.openai.com/v1`` or a local
+    ``http://127.0.0.1:8000/v1`` (vLLM, Ollama, llama.cpp).
+CJ_LLM_MODEL
+    Model name the LLM judge requests (``--llm-model`` wins).
+CJ_LLM_API_KEY
+    API key of the LLM server. Read only from the environment (no option, never stored or
+    logged); unset for local servers that need none.
 """
 
 from __future__ import annotations
@@ -83,3 +92,18 @@ def is_disposable_environment() -> bool:
 def notebook_parameters_json() -> str:
     """The raw ``CJ_NOTEBOOK_PARAMETERS`` value ('' when unset); parsed by cjlib.pipeline."""
     return os.environ.get("CJ_NOTEBOOK_PARAMETERS", "").strip()
+
+
+def llm_base_url() -> str:
+    """``CJ_LLM_BASE_URL`` ('' when unset)."""
+    return os.environ.get("CJ_LLM_BASE_URL", "").strip()
+
+
+def llm_model() -> str:
+    """``CJ_LLM_MODEL`` ('' when unset)."""
+    return os.environ.get("CJ_LLM_MODEL", "").strip()
+
+
+def llm_api_key() -> str:
+    """``CJ_LLM_API_KEY`` ('' when unset); the only place the LLM judge's key comes from."""
+    return os.environ.get("CJ_LLM_API_KEY", "").strip()

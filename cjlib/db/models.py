@@ -311,3 +311,46 @@ class EventOutbox(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CJJudgeCall(Base):
+    """Audit trail of LLM judge calls: which prompt, model and answer produced a decision.
+
+    One row per call (a pair re-sent after a crash has several); never holds the API key.
+    """
+
+    __tablename__ = "cj_judge_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cj_batch_id: Mapped[int] = mapped_column(
+        ForeignKey("cj_batch_uploads.id", ondelete="CASCADE"), index=True
+    )
+    comparison_pair_id: Mapped[int] = mapped_column(
+        ForeignKey("cj_comparison_pairs.id", ondelete="CASCADE"), index=True
+    )
+    request_correlation_id: Mapped[str] = mapped_column(String(36), index=True)
+    essay_a_els_id: Mapped[str] = mapped_column(String(100))
+    essay_b_els_id: Mapped[str] = mapped_column(String(100))
+    judge_id: Mapped[str] = mapped_column(String(100))
+    template_sha256: Mapped[str] = mapped_column(String(64))
+    model_requested: Mapped[str] = mapped_column(String(200))
+    model_reported: Mapped[str | None] = mapped_column(String(200))
+    request_params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    latency_s: Mapped[float | None] = mapped_column(Float)
+    total_s: Mapped[float] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer)
+    attempt_errors: Mapped[list[str]] = mapped_column(JSON)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    finish_reason: Mapped[str | None] = mapped_column(String(40))
+    response_content: Mapped[str | None] = mapped_column(Text)
+    raw_response: Mapped[str | None] = mapped_column(Text)
+    winner: Mapped[str | None] = mapped_column(String(20))
+    confidence: Mapped[int | None] = mapped_column(Integer)
+    justification: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(100))
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime] = mapped_column(UTCDateTime())
