@@ -11,10 +11,10 @@ comparison pair (several when a pair is re-sent after a crash) and to its batch;
 foreign keys cascade on delete and are indexed, as is the correlation id replay matches on.
 The API key is never stored.
 
-The health view (0002) does not read this table, so no view needs recreating.
+The health view (0003) does not read this table, so no view needs recreating.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-03 09:00:00.000000
 """
 
@@ -23,8 +23,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
