@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from cjlib import report
-from cjlib.cli import main as cli_main
+from cjlib.cli.main import main as cli_main
 from cjlib.datasets import generate_eng5_dataset
 from cjlib.db import get_engine, upgrade
 from cjlib.errors import DatasetError, PipelineError, UsageError
