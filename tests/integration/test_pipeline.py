@@ -244,7 +244,7 @@ def test_check_kernel_accepts_venv_kernel_and_refuses_other_interpreter(tmp_path
 
 
 def test_committed_notebooks_have_no_outputs_and_exactly_one_parameters_cell():
-    folder = Path(__file__).resolve().parents[2] / "notebooks"
+    folder = Path(__file__).resolve().parents[2] / "cjlib" / "notebooks"
     for name in NOTEBOOKS:
         nb = nbformat.read(str(folder / f"{name}.ipynb"), as_version=4)
         nbformat.validate(nb)
