@@ -57,8 +57,7 @@ def pipeline(
 ) -> None:
     """Run the four notebooks into one run folder; print the HTML report's path last.
 
-    The notebooks are ./notebooks/*.ipynb when the current folder has them (`cj init`), else
-    the ones shipped with cjlib.
+    Runs ./notebooks/*.ipynb when the folder has them (cj init), else cjlib's own notebooks.
     """
     from cjlib.pipeline import parse_parameters, run_pipeline
 
