@@ -59,8 +59,9 @@ def pipeline(
 
     Runs ./notebooks/*.ipynb when the folder has them (cj init), else cjlib's own notebooks.
     """
-    from cjlib.pipeline import parse_parameters, run_pipeline
+    from cjlib.pipeline import notebooks_dir, parse_parameters, run_pipeline
 
+    notebooks = notebooks_dir()
     result = run_pipeline(
         database_url=database_url,
         assignment_id=assignment_id,
@@ -79,6 +80,7 @@ def pipeline(
         ),
     )
     console.print(f"cj_batch_id {result.cj_batch_id}", highlight=False)
+    console.print(f"notebooks {notebooks}", highlight=False, soft_wrap=True, markup=False)
     console.print(f"run folder {result.run_dir}", highlight=False, soft_wrap=True, markup=False)
     # The last line is the bare path, for scripts: `open "$(cj pipeline | tail -n 1)"`.
     sys.stdout.write(f"{result.report_html}\n")

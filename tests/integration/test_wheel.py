@@ -136,6 +136,11 @@ def _report(stdout: str, folder: Path) -> Path:
     return html
 
 
+def _line(stdout: str, prefix: str) -> str:
+    (line,) = [line for line in stdout.splitlines() if line.startswith(prefix)]
+    return line.removeprefix(prefix)
+
+
 def _mark_notebook(notebook: Path) -> None:
     nb = nbformat.read(str(notebook), as_version=4)
     nb.cells.append(nbformat.v4.new_markdown_cell(MARKER))
@@ -187,11 +192,15 @@ def test_wheel_runs_cj_init_and_cj_pipeline_outside_the_checkout(tmp_path):
     assert len(refused.stderr.strip().splitlines()) == 1
 
     # In the working folder its own (edited) notebooks ran.
-    html = _report(_wait(in_work), work)
+    out = _wait(in_work)
+    html = _report(out, work)
     assert MARKER in html.read_text(encoding="utf-8")
+    assert Path(_line(out, "notebooks ")) == work / "notebooks"
 
     # In an empty folder: the packaged notebooks and data set, the database made there.
-    html = _report(_wait(in_empty), empty)
+    out = _wait(in_empty)
+    html = _report(out, empty)
+    assert Path(_line(out, "notebooks ")).resolve().is_relative_to(venv.resolve())
     assert html.parent.name.endswith("_no-init_pipeline")
     assert MARKER not in html.read_text(encoding="utf-8")
     assert sorted(p.name for p in empty.iterdir()) == ["data", "reports"]
