@@ -4,7 +4,8 @@ Reads the ``cj_batch_health`` view (migration 0002) and the CJ tables; never wri
 rule lives in two places that a test keeps in agreement: the view's ``CASE`` (default
 thresholds, so Grafana and plain SQL see it) and :func:`judge_health` (any thresholds).
 
-Run ``python -m cjlib.diagnostics CJ_BATCH_ID [--json]``: the same as ``cj batch inspect``.
+``cj batch inspect`` and ``cj health`` (:mod:`cjlib.cli`) render what this module returns; it never
+imports the CLI.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -610,15 +610,3 @@ def health_alerts(
         health_counts=counts,
         **{kind: tuple(alerts) for kind, alerts in by_kind.items()},
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m cjlib.diagnostics CJ_BATCH_ID [--json]``: runs ``cj batch inspect``."""
-    from cjlib.cli import main as cli_main
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    return cli_main(["batch", "inspect", *args])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

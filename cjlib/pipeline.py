@@ -4,8 +4,9 @@
 
 1. creates a fresh run folder ``<output_dir>/<UTC stamp>_<label>_pipeline``;
 2. executes, in order and in one Jupyter kernel each, ``01_register_anchors``,
-   ``02_execute_eng5_batch``, ``03_snapshot_projections`` and ``04_validation_report`` from the
-   repository's ``notebooks/`` folder; the executed copies land in the run folder;
+   ``02_execute_eng5_batch``, ``03_snapshot_projections`` and ``04_validation_report`` from
+   :func:`notebooks_dir` (the working folder's ``notebooks/``, else the copies shipped in the
+   package); the executed copies land in the run folder;
 3. exports the executed ``04_validation_report`` without code to a self-contained
    ``validation_report.html`` (figures are embedded base64 PNGs);
 4. refreshes ``assessment_run.execute.json`` so its manifest lists every file of the run.
@@ -40,10 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cjlib
 from cjlib.config import resolve_database_url
 from cjlib.errors import DatasetError, NotFoundError, PipelineError, UsageError
 from cjlib.notebook import new_pipeline_run_dir, read_batch_record
+from cjlib.package_data import packaged_notebooks_dir
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ NOTEBOOKS = (
 )
 #: The notebook exported to HTML.
 REPORT_NOTEBOOK = "04_validation_report"
+#: Where a working folder keeps its own copies of the notebooks, relative to it.
+WORKING_NOTEBOOKS_DIR = Path("notebooks")
 #: The HTML validation report in the run folder.
 REPORT_HTML = "validation_report.html"
 #: Parameters the pipeline sets itself; ``-p`` may not override them.
@@ -80,22 +83,32 @@ class PipelineResult:
 
 
 def notebooks_dir() -> Path:
-    """The repository's ``notebooks/`` folder (next to the ``cjlib`` package).
+    """The folder of the notebooks the pipeline runs.
+
+    Returns
+    -------
+    Path
+        ``./notebooks`` when the current folder has its own copies (a working folder made by
+        ``cj init``, whose notebooks the researcher may edit), else the notebooks shipped inside
+        the package (:func:`cjlib.package_data.packaged_notebooks_dir`).
 
     Raises
     ------
     NotFoundError
-        The folder or one of :data:`NOTEBOOKS` is missing (e.g. cjlib installed without the
-        repository).
+        ``./notebooks`` holds some of :data:`NOTEBOOKS` but not all (a half-copied working
+        folder would silently mix edited and packaged notebooks).
     """
-    folder = Path(cjlib.__file__).resolve().parent.parent / "notebooks"
-    missing = [name for name in NOTEBOOKS if not (folder / f"{name}.ipynb").is_file()]
+    local = Path.cwd() / WORKING_NOTEBOOKS_DIR
+    present = [name for name in NOTEBOOKS if (local / f"{name}.ipynb").is_file()]
+    if not present:
+        return packaged_notebooks_dir()
+    missing = [f"{name}.ipynb" for name in NOTEBOOKS if name not in present]
     if missing:
         raise NotFoundError(
-            f"the pipeline notebooks are missing from {folder} ({', '.join(missing)}); "
-            "run from a checkout of the cjlib repository installed with `pip install -e .`"
+            f"{local} lacks {', '.join(missing)}; copy them from a fresh `cj init` folder, or "
+            "move that folder away to run the notebooks shipped with cjlib"
         )
-    return folder
+    return local
 
 
 def declared_parameters(notebook: str | Path) -> dict[str, Any]:
@@ -374,7 +387,7 @@ def run_pipeline(
         Resolved once (argument, else ``CJ_DATABASE_URL``, else the embedded SQLite file) and
         passed to every notebook.
     assignment_id, course_id, dataset, batch_label, max_comparisons, seed, judge
-        The batch to run (``dataset`` defaults to the committed ENG5 data set).
+        The batch to run (``dataset`` defaults to :func:`cjlib.datasets.default_dataset_dir`).
     output_dir : path
         Parent of the run folder.
     extra_parameters : mapping, optional

@@ -139,3 +139,8 @@ def engine(db_url) -> Iterator[Engine]:
 @pytest.fixture
 def backend(engine) -> str:
     return engine.dialect.name
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The wheel test takes longest; run it first so `pytest -n 2` does not end waiting for it.
+    items.sort(key=lambda item: item.get_closest_marker("wheel") is None)

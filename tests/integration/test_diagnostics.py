@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, inspect, text, update
 
-from cjlib.cli import main
+from cjlib.cli.main import main
 from cjlib.db import MIGRATIONS_DIR, get_engine, session_scope, upgrade
 from cjlib.db.models import CJComparisonPair, CoreCJState, utc_now
 from cjlib.db.repository import record_state_transition
@@ -28,7 +28,6 @@ from cjlib.diagnostics import (
     judge_health,
     parse_duration,
 )
-from cjlib.diagnostics import main as diagnostics_main
 from cjlib.errors import NotFoundError, UsageError
 from tests.conftest import BACKENDS
 from tests.integration import health_fixtures as fx
@@ -466,7 +465,7 @@ def test_cli_health_bad_duration_exits_2_with_message(shared, capsys):
     assert "cannot read duration 'soon'" in capsys.readouterr().err
 
 
-def test_python_m_diagnostics_behaves_like_cj_batch_inspect(tmp_path, capsys):
+def test_python_m_cjlib_cli_batch_inspect_behaves_like_cj_batch_inspect(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'cj.sqlite3'}"
     engine = get_engine(url)
     upgrade(engine)
@@ -474,8 +473,9 @@ def test_python_m_diagnostics_behaves_like_cj_batch_inspect(tmp_path, capsys):
     engine.dispose()
     assert main(["batch", "inspect", str(batch_id), "--json", "--database-url", url]) == 0
     via_cj = json.loads(capsys.readouterr().out)
+    inspect_args = ["batch", "inspect", str(batch_id), "--json", "--database-url", url]
     done = subprocess.run(
-        [sys.executable, "-m", "cjlib.diagnostics", str(batch_id), "--json", "--database-url", url],
+        [sys.executable, "-m", "cjlib.cli", *inspect_args],
         capture_output=True,
         text=True,
         check=False,
@@ -486,5 +486,5 @@ def test_python_m_diagnostics_behaves_like_cj_batch_inspect(tmp_path, capsys):
         for key in ("seconds_since_last_activity", "seconds_in_state"):
             data["health_row"].pop(key)
     assert via_module == via_cj
-    assert diagnostics_main(["999", "--database-url", url]) == 1
+    assert main(["batch", "inspect", "999", "--database-url", url]) == 1
     assert capsys.readouterr().err.strip() == "error: no CJ batch with id 999"

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import URL, Column, Integer, MetaData, Table, func, inspect, make_url, select, text
 
 from cjlib import maintenance
-from cjlib.cli import main
+from cjlib.cli.main import main
 from cjlib.db import current_revision, get_engine, head_revision, session_scope, upgrade
 from cjlib.db.models import (
     AnchorEssayReference,

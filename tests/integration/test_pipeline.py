@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from sqlalchemy import text
 
-from cjlib.cli import main as cli_main
+from cjlib.cli.main import main as cli_main
 from cjlib.datasets import generate_eng5_dataset
 from cjlib.db import get_engine, upgrade
 from cjlib.errors import DatasetError, PipelineError, UsageError
@@ -235,7 +235,7 @@ def test_check_kernel_accepts_venv_kernel_and_refuses_other_interpreter(tmp_path
 
 
 def test_committed_notebooks_have_no_outputs_and_exactly_one_parameters_cell():
-    folder = Path(__file__).resolve().parents[2] / "notebooks"
+    folder = Path(__file__).resolve().parents[2] / "cjlib" / "notebooks"
     for name in NOTEBOOKS:
         nb = nbformat.read(str(folder / f"{name}.ipynb"), as_version=4)
         nbformat.validate(nb)

@@ -1,4 +1,8 @@
-"""A small prepared database for ``pytest --nbval-lax --nbval-current-env notebooks/``.
+"""Pytest plugin: a small prepared database for running the packaged notebooks with nbval.
+
+Loaded explicitly, as ``make test`` does::
+
+    python -m pytest -p tests.nbval_setup --nbval-lax --nbval-current-env cjlib/notebooks/
 
 nbval runs the notebooks as committed, with their default parameters, in kernels started from
 this process. Before collection this plugin builds, in a temporary folder, a generated ENG5 data
@@ -6,8 +10,8 @@ set with 8 students, a migrated SQLite database with its anchors registered and 
 batch recorded in ``run/batch.json``; then it points the kernels at them through the
 environment: ``CJ_DATABASE_URL`` and ``CJ_NOTEBOOK_PARAMETERS`` (``dataset_dir``, ``run_dir``),
 which fill the parameters the notebooks leave at None. So every notebook also runs on its own
-(``pytest --nbval-lax notebooks/04_validation_report.ipynb``) and nothing is written into the
-repository. Nothing happens unless nbval is switched on.
+(``... -p tests.nbval_setup --nbval-lax cjlib/notebooks/04_validation_report.ipynb``) and
+nothing is written into the repository. Nothing happens unless nbval is switched on.
 """
 
 from __future__ import annotations

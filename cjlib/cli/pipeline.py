@@ -1,4 +1,4 @@
-"""``cj pipeline``: a thin shell over :func:`cjlib.pipeline.run_pipeline`."""
+"""``cj pipeline``: the four notebooks into one run folder (:func:`cjlib.pipeline.run_pipeline`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ from typing import Annotated
 
 import typer
 
-from cjlib.cli import DatabaseUrl, console, err_console
+from cjlib.cli._common import BATCH_LABEL_HELP, DatabaseUrl, console, err_console
+
+app = typer.Typer()
 
 
+@app.command("pipeline")
 def pipeline(
     database_url: DatabaseUrl = None,
     assignment_id: Annotated[
@@ -19,10 +22,13 @@ def pipeline(
     course_id: Annotated[str, typer.Option("--course-id", help="Course id.")] = "ENG5",
     dataset: Annotated[
         Path | None,
-        typer.Option("--dataset", help="Data set folder (default: the committed ENG5 set)."),
+        typer.Option(
+            "--dataset",
+            help="Data set folder (default: ./data/eng5_np_2016, else the one shipped with cjlib).",
+        ),
     ] = None,
-    batch_id: Annotated[
-        str, typer.Option("--batch-id", help="Batch label (only a label; ids are generated).")
+    batch_label: Annotated[
+        str, typer.Option("--batch-label", "--batch-id", help=BATCH_LABEL_HELP)
     ] = "eng5-demo",
     max_comparisons: Annotated[
         int, typer.Option("--max-comparisons", help="Comparison budget (≥ 2).")
@@ -49,15 +55,19 @@ def pipeline(
         bool, typer.Option("--progress", help="Show per-cell progress bars on stderr.")
     ] = False,
 ) -> None:
-    """Run the four notebooks into one run folder; print the HTML report's path last."""
-    from cjlib.pipeline import parse_parameters, run_pipeline
+    """Run the four notebooks into one run folder; print the HTML report's path last.
 
+    Runs ./notebooks/*.ipynb when the folder has them (cj init), else cjlib's own notebooks.
+    """
+    from cjlib.pipeline import notebooks_dir, parse_parameters, run_pipeline
+
+    notebooks = notebooks_dir()
     result = run_pipeline(
         database_url=database_url,
         assignment_id=assignment_id,
         course_id=course_id,
         dataset=dataset,
-        batch_label=batch_id,
+        batch_label=batch_label,
         max_comparisons=max_comparisons,
         seed=seed,
         judge=judge,
@@ -65,14 +75,12 @@ def pipeline(
         extra_parameters=parse_parameters(parameter or []),
         kernel_name=kernel,
         progress=progress,
-        on_notebook=lambda name: err_console.print(f"running {name}", highlight=False),
+        on_notebook=lambda name: err_console.print(
+            f"running {name}", highlight=False, markup=False
+        ),
     )
     console.print(f"cj_batch_id {result.cj_batch_id}", highlight=False)
-    console.print(f"run folder {result.run_dir}", highlight=False, soft_wrap=True)
+    console.print(f"notebooks {notebooks}", highlight=False, soft_wrap=True, markup=False)
+    console.print(f"run folder {result.run_dir}", highlight=False, soft_wrap=True, markup=False)
     # The last line is the bare path, for scripts: `open "$(cj pipeline | tail -n 1)"`.
     sys.stdout.write(f"{result.report_html}\n")
-
-
-def register(groups: dict[str, typer.Typer]) -> None:
-    """Add ``cj pipeline``."""
-    groups["app"].command("pipeline")(pipeline)
