@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cjlib.defaults import DEFAULT_GRADE_SCALE
 from cjlib.errors import DatasetError
 from cjlib.grades import ENG5_ANCHOR_GRADES, GradeScale, get_grade_scale
 from cjlib.package_data import ESSAY_GRAMMAR, package_path, sample_dataset_dir
@@ -28,7 +29,7 @@ from cjlib.simulation import GRADE_STEP, rng_for, simulate_population, true_grad
 #: Where a working folder (``cj init``) keeps its copy of the ENG5 data set, relative to it.
 ENG5_DATASET_DIR = Path("data") / "eng5_np_2016"
 #: The grade scale of the ENG5 data set.
-ENG5_SCALE_NAME = "eng5_np_legacy_9_step"
+ENG5_SCALE_NAME = DEFAULT_GRADE_SCALE
 #: Bumped whenever the text grammar changes, so regenerated data sets say which one made them.
 GENERATOR_VERSION = 1
 #: Essay file types :func:`load_dataset` reads.

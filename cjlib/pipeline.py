@@ -42,6 +42,13 @@ from pathlib import Path
 from typing import Any
 
 from cjlib.config import resolve_database_url
+from cjlib.defaults import (
+    DEFAULT_ASSIGNMENT_ID,
+    DEFAULT_BATCH_LABEL,
+    DEFAULT_COURSE_ID,
+    DEFAULT_MAX_COMPARISONS,
+    DEFAULT_SEED,
+)
 from cjlib.errors import DatasetError, NotFoundError, PipelineError, UsageError
 from cjlib.notebook import new_pipeline_run_dir, read_batch_record
 from cjlib.package_data import packaged_notebooks_dir
@@ -366,12 +373,12 @@ def _refuse_bad_parameters(parameters: Mapping[str, Any]) -> None:
 def run_pipeline(
     *,
     database_url: str | None = None,
-    assignment_id: str = "eng5-np-2016",
-    course_id: str = "ENG5",
+    assignment_id: str = DEFAULT_ASSIGNMENT_ID,
+    course_id: str = DEFAULT_COURSE_ID,
     dataset: str | Path | None = None,
-    batch_label: str = "eng5-demo",
-    max_comparisons: int = 660,
-    seed: int = 20161,
+    batch_label: str = DEFAULT_BATCH_LABEL,
+    max_comparisons: int = DEFAULT_MAX_COMPARISONS,
+    seed: int = DEFAULT_SEED,
     judge: str = "simulated",
     output_dir: str | Path = "reports/runs",
     extra_parameters: Mapping[str, Any] | None = None,

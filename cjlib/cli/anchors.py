@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from cjlib.cli._common import DatabaseUrl, console, open_engine, print_json, show
+from cjlib.defaults import DEFAULT_GRADE_SCALE
 
 app = typer.Typer(help="Register and verify anchor essays.", no_args_is_help=True)
 
@@ -24,7 +25,7 @@ def register(
     ],
     grade_scale: Annotated[
         str, typer.Option("--grade-scale", help=GRADE_SCALE_HELP)
-    ] = "eng5_np_legacy_9_step",
+    ] = DEFAULT_GRADE_SCALE,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Write the assignment's instructions and upsert its anchors (idempotent)."""

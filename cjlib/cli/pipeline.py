@@ -9,6 +9,13 @@ from typing import Annotated
 import typer
 
 from cjlib.cli._common import BATCH_LABEL_HELP, DatabaseUrl, console, err_console
+from cjlib.defaults import (
+    DEFAULT_ASSIGNMENT_ID,
+    DEFAULT_BATCH_LABEL,
+    DEFAULT_COURSE_ID,
+    DEFAULT_MAX_COMPARISONS,
+    DEFAULT_SEED,
+)
 
 app = typer.Typer()
 
@@ -18,8 +25,8 @@ def pipeline(
     database_url: DatabaseUrl = None,
     assignment_id: Annotated[
         str, typer.Option("--assignment-id", help="Assignment id.")
-    ] = "eng5-np-2016",
-    course_id: Annotated[str, typer.Option("--course-id", help="Course id.")] = "ENG5",
+    ] = DEFAULT_ASSIGNMENT_ID,
+    course_id: Annotated[str, typer.Option("--course-id", help="Course id.")] = DEFAULT_COURSE_ID,
     dataset: Annotated[
         Path | None,
         typer.Option(
@@ -29,11 +36,11 @@ def pipeline(
     ] = None,
     batch_label: Annotated[
         str, typer.Option("--batch-label", "--batch-id", help=BATCH_LABEL_HELP)
-    ] = "eng5-demo",
+    ] = DEFAULT_BATCH_LABEL,
     max_comparisons: Annotated[
         int, typer.Option("--max-comparisons", help="Comparison budget (≥ 2).")
-    ] = 660,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of judge and pairing.")] = 20161,
+    ] = DEFAULT_MAX_COMPARISONS,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of judge and pairing.")] = DEFAULT_SEED,
     judge: Annotated[str, typer.Option("--judge", help="Judge: simulated (alias mock).")] = (
         "simulated"
     ),

@@ -17,6 +17,8 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cjlib.defaults import DEFAULT_GRADE_SCALE
+
 if TYPE_CHECKING:
     from cjlib.grades import GradeScale
     from cjlib.llm.judge import LLMJudge
@@ -51,7 +53,7 @@ def make_llm_judge(
     base_url: str | None = None,
     model: str | None = None,
     prompt_template: str | Path | None = None,
-    grade_scale: str | GradeScale = "eng5_np_legacy_9_step",
+    grade_scale: str | GradeScale = DEFAULT_GRADE_SCALE,
     judge_id: str | None = None,
     seed: int | None = None,
     **settings: Any,

@@ -27,6 +27,7 @@ from typing import Any
 
 import openai
 
+from cjlib.defaults import DEFAULT_GRADE_SCALE
 from cjlib.grades import GradeScale, get_grade_scale
 from cjlib.judges import JudgeResult, PairRequest
 from cjlib.llm import contract
@@ -38,7 +39,6 @@ from cjlib.llm.redact import MASK, install_log_redaction, mask_secrets
 from cjlib.llm.retry import is_retryable_status, parse_retry_after
 from cjlib.llm.settings import LLMConfig
 
-DEFAULT_GRADE_SCALE = "eng5_np_legacy_9_step"
 #: Stored raw response bodies are cut here: a runaway server must not fill the database.
 MAX_RAW_CHARS = 65536
 # openai requires some key; servers without auth ignore this one, hosted ones answer 401.

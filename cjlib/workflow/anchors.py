@@ -13,6 +13,7 @@ from cjlib.db import session_scope
 from cjlib.db.models import AnchorEssayReference, AssessmentInstruction, CJContent
 from cjlib.db.queries import instructions_for
 from cjlib.db.repository import insert_ignoring_duplicates, store_contents
+from cjlib.defaults import DEFAULT_GRADE_SCALE
 from cjlib.errors import CJError, UsageError
 from cjlib.grades import get_grade_scale
 
@@ -41,7 +42,7 @@ def register_anchors(
     assignment_id: str,
     course_id: str,
     dataset: str | Path,
-    grade_scale: str = "eng5_np_legacy_9_step",
+    grade_scale: str = DEFAULT_GRADE_SCALE,
 ) -> AnchorRegistration:
     """Write the assignment's instructions and upsert its anchor references, in one transaction.
 
