@@ -54,6 +54,7 @@ def test_package_data_is_found_through_importlib_resources():
         "02_execute_eng5_batch.ipynb",
         "03_snapshot_projections.ipynb",
         "04_validation_report.ipynb",
+        "05_design_study.ipynb",
     ]
     sample = package_path("sample_data", "eng5_np_2016")
     assert (sample / "anchors.csv").is_file() and len(list((sample / "students").iterdir())) == 120
