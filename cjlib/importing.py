@@ -572,10 +572,19 @@ def _decisions(path: Path, frame: pd.DataFrame, facts: Mapping[str, str]) -> pd.
                 "the winner must be one of the two items compared",
             )
         winner_in_a = better == a
-    elif "is_left" in facts:
-        winner_in_a = _flag(path, _text(frame, facts["is_left"]), facts["is_left"])
     else:
-        winner_in_a = _side_is_a(path, _text(frame, facts["choice"]), facts["choice"])
+        fact = "is_left" if "is_left" in facts else "choice"
+        side = _text(frame, facts[fact])
+        empty = side == ""
+        if empty.any():
+            raise _bad_rows(
+                path,
+                side.index[empty],
+                f"empty {facts[fact]}",
+                "say which item won on every row, or mark the row excluded",
+            )
+        is_left = fact == "is_left"
+        winner_in_a = (_flag if is_left else _side_is_a)(path, side, facts[fact])
     out["winner_id"] = a.where(winner_in_a, b)
     out["loser_id"] = b.where(winner_in_a, a)
     out["essay_a_id"], out["essay_b_id"] = a, b
