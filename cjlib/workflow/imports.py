@@ -233,7 +233,7 @@ def _read_texts(essays_dir: Path, essay_ids: list[str]) -> dict[str, str]:
         for path in sorted(essays_dir.iterdir())
         if path.suffix.lower() in ESSAY_EXTENSIONS
     }
-    missing = [essay for essay in essay_ids if essay not in files]
+    missing = sorted(essay for essay in essay_ids if essay not in files)
     if missing:
         raise DatasetError(
             f"{essays_dir} has no text for essays {_listed(missing)}; add <essay id>.txt "
