@@ -232,14 +232,13 @@ def test_grade_scale_must_agree_with_the_registered_assignment(engine):
 
 
 def test_a_failure_while_writing_rolls_everything_back(engine, monkeypatch):
-    real = imports_module.insert_rows
+    real = imports_module.insert_columns
 
-    def failing(session, table, columns, rows):
-        if table.name == "cj_comparison_pairs":
-            raise RuntimeError("disk full")
-        return real(session, table, columns, rows)
+    def failing(session, table, data):
+        real(session, table, data)  # the pairs are written, then the transaction fails
+        raise RuntimeError("disk full")
 
-    monkeypatch.setattr(imports_module, "insert_rows", failing)
+    monkeypatch.setattr(imports_module, "insert_columns", failing)
     decisions = read_judgement_file(FIXTURES / "nmm_export.csv")
     with pytest.raises(RuntimeError, match="disk full"):
         import_judgements(engine, decisions, anchors=FIXTURES / "anchors.csv", **IDS)
@@ -331,3 +330,31 @@ def test_command_bad_input_is_one_line_exit_2_and_writes_nothing(db_url, engine,
     assert result.stderr.startswith("error: ") and message in result.stderr
     assert result.stderr.count("\n") == 1
     assert _nothing_written(engine)
+
+
+def test_ids_with_quotes_backslashes_tabs_and_accents_round_trip(engine):
+    odd = ['Åsa "A"', "back\\slash", "tab\there", "new\nline", "plain"]
+    winners = [odd[i] for i in (0, 1, 2, 3, 4, 1)]
+    losers = [odd[i] for i in (1, 2, 3, 4, 0, 0)]
+    frame = pd.DataFrame(
+        {
+            "winner_id": winners,
+            "loser_id": losers,
+            "judge_id": ["j\\1", None, "j\t2", "j1", "j1", "j1"],
+            "decision_id": ['q"1', "b\\2", "t\t3", "n\n4", "é5", None],
+        }
+    )
+    result = import_judgements(engine, frame, **IDS)
+    assert result.essays == 5
+    pairs = rows(
+        engine,
+        "SELECT essay_a_els_id, essay_b_els_id, judge_id, processing_metadata "
+        "FROM cj_comparison_pairs ORDER BY id",
+    )
+    assert [p.essay_a_els_id for p in pairs] == winners
+    assert [p.essay_b_els_id for p in pairs] == losers
+    assert [p.judge_id for p in pairs] == ["j\\1", None, "j\t2", "j1", "j1", "j1"]
+    ids = [as_dict(p.processing_metadata).get("decision_id") for p in pairs]
+    assert ids == ['q"1', "b\\2", "t\t3", "n\n4", "é5", None]
+    stored = {r[0] for r in rows(engine, "SELECT els_essay_id FROM cj_processed_essays")}
+    assert stored == set(odd)
