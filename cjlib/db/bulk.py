@@ -41,41 +41,50 @@ def timestamp_text(dialect: str, value: datetime) -> str:
 def timestamp_texts(dialect: str, values: pd.Series) -> np.ndarray:
     """Vectorised :func:`timestamp_text` for a timezone-aware Series; NaT becomes None."""
     utc = pd.to_datetime(values, utc=True).dt.tz_localize(None).to_numpy("datetime64[us]")
-    text = np.datetime_as_string(utc, unit="us")
+    text = np.datetime_as_string(utc, unit="us").tolist()
     if dialect == "sqlite":
-        text = np.strings.replace(text, "T", " ")
+        out = np.array([t.replace("T", " ") for t in text], dtype=object)
     else:
-        text = np.strings.add(text, "+00:00")
-    out = text.astype(object)
+        out = np.array([t + "+00:00" for t in text], dtype=object)
     out[np.isnat(utc)] = None
     return out
 
 
-_STRING = np.dtypes.StringDType()
 #: Rows per COPY chunk: bounds the memory of the text being sent (≈ 50 MB at 250 B a row).
 COPY_CHUNK_ROWS = 200_000
 # COPY's text format: backslash first, so the escapes added after it stay single.
 _COPY_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
+_COPY_NULL = "\\N"
 
 
-def _copy_field(values: np.ndarray) -> np.ndarray:
-    """One column in COPY text format: escaped text, ``\\N`` for None/NaN."""
+def _copy_field(values: np.ndarray) -> list[str]:
+    """One column in COPY text format: escaped text, ``\\N`` for None/NaN.
+
+    Plain Python string operations: measured faster than NumPy's variable-width string
+    ufuncs at 10⁶ values (2 s against 40 s for a whole pairs table). The escape scan runs once
+    over the joined column, so clean columns (nearly all) cost one pass.
+    """
     null = pd.isna(values)
-    text = values.astype(_STRING)
-    for raw, escaped in _COPY_ESCAPES:
-        if np.any(np.strings.find(text, raw) >= 0):
-            text = np.strings.replace(text, raw, escaped)
+    text = ["" if v is None else v if type(v) is str else str(v) for v in values.tolist()]
+    joined = "".join(text)
+    if any(raw in joined for raw, _ in _COPY_ESCAPES):
+        text = [_escape(t) for t in text]
     if null.any():
-        text[null] = "\\N"
+        for i in np.flatnonzero(null).tolist():
+            text[i] = _COPY_NULL
+    return text
+
+
+def _escape(text: str) -> str:
+    for raw, escaped in _COPY_ESCAPES:
+        text = text.replace(raw, escaped)
     return text
 
 
 def _copy_text(columns: Sequence[np.ndarray]) -> str:
     """Rows of ``columns`` as one COPY text-format block (tab-separated, newline-ended)."""
-    line = _copy_field(columns[0])
-    for values in columns[1:]:
-        line = np.strings.add(np.strings.add(line, "\t"), _copy_field(values))
-    return "\n".join(line.tolist()) + "\n"
+    fields = [_copy_field(values) for values in columns]
+    return "\n".join(map("\t".join, zip(*fields, strict=True))) + "\n"
 
 
 def insert_columns(

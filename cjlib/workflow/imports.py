@@ -341,43 +341,45 @@ def _essay_rows(plan: _Plan, keys: dict[str, str] | None, empty_key: str):
         }
 
 
-_STRING = np.dtypes.StringDType()
 #: Characters that make a JSON string literal need more than surrounding quotes.
 _JSON_SPECIAL = re.compile(r'["\\\x00-\x1f]')
 
 
-def _json_strings(values: pd.Series) -> np.ndarray:
-    """Each value as a JSON string literal (``null`` when missing), column-wise.
+def _json_strings(values: pd.Series) -> list[str]:
+    """Each value as a JSON string literal (``null`` when missing).
 
-    Quoting is enough for ordinary ids; the few values with quotes, backslashes or control
-    characters go through :func:`json.dumps`.
+    Quoting is enough for ordinary ids; only when the column holds quotes, backslashes or
+    control characters does each value go through :func:`json.dumps`.
     """
-    present = values.notna().to_numpy()
-    text = values.astype(object).where(values.notna(), "").astype(str)
-    quoted = np.strings.add(np.strings.add('"', text.to_numpy(dtype=_STRING)), '"')
-    special = (text.str.contains(_JSON_SPECIAL) & values.notna()).to_numpy()
-    if special.any():
-        quoted[special] = [json.dumps(v) for v in text.to_numpy()[special]]
-    quoted[~present] = "null"
-    return quoted
+    items = values.astype(object).where(values.notna(), None).tolist()
+    present = [v for v in items if v is not None]
+    if _JSON_SPECIAL.search("".join(map(str, present))):
+        return ["null" if v is None else json.dumps(str(v)) for v in items]
+    return ["null" if v is None else f'"{v}"' for v in items]
 
 
-def _pair_metadata(frame: pd.DataFrame, plan: _Plan, positions_known: bool) -> np.ndarray:
-    """``processing_metadata`` JSON of every pair, built column-wise (no loop per decision)."""
-    rows = np.asarray(frame.index.to_numpy(), dtype=str).astype(_STRING)
-    text = np.strings.add('{"source": "import", "wave": 1, "row": ', rows)
-    if "decision_id" in frame.columns:
-        text = np.strings.add(text, ', "decision_id": ')
-        text = np.strings.add(text, _json_strings(frame["decision_id"]))
+def _pair_metadata(frame: pd.DataFrame, plan: _Plan, positions_known: bool) -> list[str]:
+    """``processing_metadata`` JSON of every pair (one f-string per decision, ~1 µs each)."""
+    n = len(frame)
+    rows = frame.index.tolist()
+    ids = _json_strings(frame["decision_id"]) if "decision_id" in frame.columns else None
+    seconds = None
     if "seconds_taken" in frame.columns:
-        seconds = frame["seconds_taken"].to_numpy(dtype=float)
-        shown = np.char.mod("%.10g", np.nan_to_num(seconds)).astype(_STRING)
-        shown[~np.isfinite(seconds)] = "null"
-        text = np.strings.add(np.strings.add(text, ', "seconds_taken": '), shown)
-    if plan.task is not None:
-        text = np.strings.add(text, f', "task": {json.dumps(plan.task)}')
-    known = "true" if positions_known else "false"
-    return np.strings.add(text, f', "position_known": {known}}}')
+        seconds = [
+            repr(v) if np.isfinite(v) else "null"
+            for v in frame["seconds_taken"].to_numpy(dtype=float).tolist()
+        ]
+    task = f', "task": {json.dumps(plan.task)}' if plan.task is not None else ""
+    tail = f'{task}, "position_known": {"true" if positions_known else "false"}}}'
+    ids = ids or [None] * n
+    seconds = seconds or [None] * n
+    return [
+        '{"source": "import", "wave": 1, "row": ' + str(row)
+        + ("" if d is None else ', "decision_id": ' + d)
+        + ("" if t is None else ', "seconds_taken": ' + t)
+        + tail
+        for row, d, t in zip(rows, ids, seconds, strict=True)
+    ]  # fmt: skip
 
 
 def _pair_columns(batch_id: int, plan: _Plan, dialect: str) -> tuple[bool, dict[str, Any]]:
@@ -413,17 +415,16 @@ def _pair_columns(batch_id: int, plan: _Plan, dialect: str) -> tuple[bool, dict[
     # Correlation ids: one random UUID prefix per import and the decision's position, so 10⁶
     # ids cost no Python loop and stay unique across batches.
     prefix = str(uuid.uuid4())[:24]
-    numbers = np.char.zfill(np.arange(n).astype(str), 12).astype(_STRING)
     columns = {
         "cj_batch_id": np.full(n, batch_id, dtype=object),
         "essay_a_els_id": a,
         "essay_b_els_id": b,
-        "request_correlation_id": np.strings.add(prefix, numbers).astype(object),
+        "request_correlation_id": [f"{prefix}{i:012d}" for i in range(n)],
         "winner": outcome,
         "judge_id": judges,
         "submitted_at": submitted,
         "completed_at": completed,
-        "processing_metadata": _pair_metadata(frame, plan, positions_known).astype(object),
+        "processing_metadata": _pair_metadata(frame, plan, positions_known),
     }
     return positions_known, columns
 

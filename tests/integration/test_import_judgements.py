@@ -340,7 +340,7 @@ def test_ids_with_quotes_backslashes_tabs_and_accents_round_trip(engine):
         {
             "winner_id": winners,
             "loser_id": losers,
-            "judge_id": ["j\\1", None, "j\t2", "j1", "j1", "j1"],
+            "judge_id": ["j\\1", None, "j\t2", "j1", "j1", "\\N"],
             "decision_id": ['q"1', "b\\2", "t\t3", "n\n4", "é5", None],
         }
     )
@@ -353,7 +353,7 @@ def test_ids_with_quotes_backslashes_tabs_and_accents_round_trip(engine):
     )
     assert [p.essay_a_els_id for p in pairs] == winners
     assert [p.essay_b_els_id for p in pairs] == losers
-    assert [p.judge_id for p in pairs] == ["j\\1", None, "j\t2", "j1", "j1", "j1"]
+    assert [p.judge_id for p in pairs] == ["j\\1", None, "j\t2", "j1", "j1", "\\N"]
     ids = [as_dict(p.processing_metadata).get("decision_id") for p in pairs]
     assert ids == ['q"1', "b\\2", "t\t3", "n\n4", "é5", None]
     stored = {r[0] for r in rows(engine, "SELECT els_essay_id FROM cj_processed_essays")}
