@@ -299,6 +299,8 @@ def _read_table(path: Path) -> pd.DataFrame:
                 frame = pd.read_excel(
                     path, sheet_name=0, dtype=object, na_filter=False, engine="openpyxl"
                 )
+                # Cells hold numbers and dates as such; ids and sides are compared as text.
+                frame = frame.map(lambda v: "" if v is None else str(v))
             except (ValueError, KeyError, OSError) as err:
                 raise _fail(
                     path, f"cannot be read as an Excel workbook ({err}); re-save it as .xlsx"
@@ -329,15 +331,24 @@ def _read_table(path: Path) -> pd.DataFrame:
     return frame
 
 
+_EDGE_SPACE = re.compile(r"\s\x00|\x00\s")
+
+
+def _strip(values: pd.Series) -> pd.Series:
+    """``values`` without surrounding whitespace; a no-op pass when no cell has any."""
+    # One regex scan over the joined column is ~10 times cheaper than stripping 10⁶ cells.
+    if _EDGE_SPACE.search("\x00" + "\x00".join(values.tolist()) + "\x00"):
+        return values.str.strip()
+    return values
+
+
 def _cleaned(frame: pd.DataFrame, used: Sequence[str]) -> pd.DataFrame:
     """The ``used`` columns stripped of surrounding whitespace, without fully blank rows.
 
     Each column is stripped once (the costly step at 10⁶ rows); a row counts as blank when
     every cell of the file, used or not, is empty.
     """
-    out = pd.DataFrame(
-        {column: frame[column].astype(str).str.strip() for column in used}, index=frame.index
-    )
+    out = pd.DataFrame({column: _strip(frame[column]) for column in used}, index=frame.index)
     maybe_blank = out.eq("").all(axis=1).to_numpy()
     if maybe_blank.any():
         rest = frame.loc[maybe_blank].astype(str)
