@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 import uuid
@@ -366,7 +367,7 @@ def _pair_metadata(frame: pd.DataFrame, plan: _Plan, positions_known: bool) -> l
     seconds = None
     if "seconds_taken" in frame.columns:
         seconds = [
-            repr(v) if np.isfinite(v) else "null"
+            repr(v) if math.isfinite(v) else "null"
             for v in frame["seconds_taken"].to_numpy(dtype=float).tolist()
         ]
     task = f', "task": {json.dumps(plan.task)}' if plan.task is not None else ""
@@ -413,7 +414,7 @@ def _pair_columns(batch_id: int, plan: _Plan, dialect: str) -> tuple[bool, dict[
     else:
         completed = submitted = np.full(n, now, dtype=object)
     # Correlation ids: one random UUID prefix per import and the decision's position, so 10⁶
-    # ids cost no Python loop and stay unique across batches.
+    # ids cost one f-string each (not a uuid4 each) and stay unique across batches.
     prefix = str(uuid.uuid4())[:24]
     columns = {
         "cj_batch_id": np.full(n, batch_id, dtype=object),
