@@ -255,3 +255,48 @@ def test_anchor_grades_with_two_grades_for_one_essay_are_refused(tmp_path):
     path.write_text("id,mark\na1,E+\n", encoding="utf-8")
     with pytest.raises(JudgementFileError, match="needs columns essay_id and grade"):
         read_anchor_grades(path)
+
+
+def test_cjlib_own_comparisons_are_read_with_positions(tmp_path):
+    path = tmp_path / "comparisons.csv"
+    path.write_text(
+        "essay_a_id,essay_b_id,winner,judge_id\ns1,s2,essay_b,j1\ns2,s3,essay_a,j2\n",
+        encoding="utf-8",
+    )
+    result = read_judgement_file(path)
+    assert result.layout == "cjlib"
+    got = result.decisions
+    assert got[["winner_id", "loser_id"]].values.tolist() == [["s2", "s1"], ["s2", "s3"]]
+    assert got["essay_a_id"].tolist() == ["s1", "s2"]
+
+
+def test_column_mapping_option_parsing():
+    from cjlib.cli_judgements import parse_column_mappings
+    from cjlib.errors import UsageError
+
+    assert parse_column_mappings(["winner_id = Chosen One", "loser_id=Other"]) == {
+        "winner_id": "Chosen One",
+        "loser_id": "Other",
+    }
+    with pytest.raises(UsageError, match="given twice"):
+        parse_column_mappings(["winner_id=A", "winner_id=B"])
+    with pytest.raises(UsageError, match="write canonical=source"):
+        parse_column_mappings(["winner_id="])
+
+
+def test_bulk_timestamps_refuse_naive_datetimes_and_match_each_backend():
+    from datetime import UTC, datetime
+
+    from cjlib.db.bulk import timestamp_text, timestamp_texts
+
+    aware = datetime(2024, 3, 1, 9, 7, 30, 250000, tzinfo=UTC)
+    assert timestamp_text("sqlite", aware) == "2024-03-01 09:07:30.250000"
+    assert timestamp_text("postgresql", aware) == "2024-03-01T09:07:30.250000+00:00"
+    with pytest.raises(ValueError, match="naive datetime"):
+        timestamp_text("sqlite", datetime(2024, 3, 1))
+    series = pd.Series(pd.to_datetime(["2024-03-01T09:07:30.25Z", None], utc=True))
+    assert timestamp_texts("sqlite", series).tolist() == ["2024-03-01 09:07:30.250000", None]
+    assert timestamp_texts("postgresql", series).tolist() == [
+        "2024-03-01T09:07:30.250000+00:00",
+        None,
+    ]
