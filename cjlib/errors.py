@@ -96,3 +96,13 @@ class PipelineError(CJError):
     """A notebook in the pipeline failed; the message names notebook, cell and error."""
 
     exit_code = 1
+
+
+class JudgementFileError(CJError):
+    """A decision export (or its anchors file) cannot be imported; nothing was written.
+
+    The message names the file, the first offending rows (as a spreadsheet numbers them:
+    the header is row 1) and what to change.
+    """
+
+    exit_code = 2

@@ -11,13 +11,15 @@ Rules kept here so that every caller (workflow, CLI, notebooks, tests) obeys the
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from cjlib.db.bulk import insert_rows, timestamp_text
 from cjlib.db.models import (
     CJBatchState,
     CJBatchStateTransition,
@@ -331,3 +333,56 @@ def create_batch_upload(
     )
     session.flush()
     return upload
+
+
+#: Columns :func:`bulk_create_cj_processed_essays` writes, in order.
+_BULK_ESSAY_COLUMNS = (
+    "cj_batch_id", "els_essay_id", "text_storage_id", "assessment_input_text",
+    "comparison_count", "is_anchor", "processing_metadata", "created_at", "updated_at",
+)  # fmt: skip
+
+
+def bulk_create_cj_processed_essays(
+    session: Session, *, cj_batch_id: int, essays: Iterable[Mapping[str, Any]]
+) -> int:
+    """Insert many new processed essays of one batch at once, with the anchor rule of inserts.
+
+    The bulk path of :func:`create_or_update_cj_processed_essay` for a batch being created
+    (an import of 50 000 essays): each item has ``els_essay_id``, ``text_storage_id``,
+    ``assessment_input_text`` and ``processing_metadata``; the ``is_anchor`` column takes
+    ``processing_metadata["is_anchor"]`` (default false) and the stored metadata carries the
+    same value, exactly as an insert through the single-row function. Insert only: an essay
+    already in the batch violates the ``(cj_batch_id, els_essay_id)`` unique constraint;
+    update existing essays with :func:`create_or_update_cj_processed_essay`.
+
+    Returns
+    -------
+    int
+        Essays written.
+
+    Raises
+    ------
+    ValueError
+        ``is_anchor`` in some metadata is not a boolean-like value.
+    """
+    dialect = session.get_bind().dialect.name
+    now = timestamp_text(dialect, utc_now())
+    rows = []
+    for essay in essays:
+        meta = dict(essay.get("processing_metadata") or {})
+        flag = _coerce_anchor_flag(meta["is_anchor"]) if "is_anchor" in meta else False
+        meta["is_anchor"] = flag
+        rows.append(
+            (
+                cj_batch_id,
+                essay["els_essay_id"],
+                essay["text_storage_id"],
+                essay["assessment_input_text"],
+                0,
+                flag,
+                json.dumps(meta),
+                now,
+                now,
+            )
+        )
+    return insert_rows(session, CJProcessedEssay.__table__, _BULK_ESSAY_COLUMNS, rows)
