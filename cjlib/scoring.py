@@ -61,7 +61,7 @@ SE_METHODS = ("pinv_fisher", "cavity_approx", "neumann_approx")
 AUTO_CHOIX_MAX_ESSAYS = 300
 EXACT_SE_MAX_ESSAYS = 3000
 #: Above this many essays the Firth leverages come from the cavity approximation.
-FIRTH_EXACT_MAX_ESSAYS = 1000
+FIRTH_EXACT_MAX_ESSAYS = 300
 #: sirt's default ε: each essay's win count is moved ε towards half its comparisons.
 SIRT_EPS = 0.3
 
@@ -75,6 +75,7 @@ _GRADIENT_TOL = 1e-10
 _MAX_NEWTON_ITER = 100
 _MAX_FIRTH_ITER = 50
 _ANDERSON_MEMORY = 4
+_FIRTH_STEP_TOL = 1e-8
 _CHOIX_MAX_ITER = 500
 _CHOIX_TOL = 1e-8
 #: sirt::btm's defaults: at most 100 sweeps, stop when no parameter moves more than 1e-4,
@@ -578,7 +579,51 @@ class _Cavity:
     messages: np.ndarray
 
 
-def _cavity(design: _Design, h: np.ndarray, messages: np.ndarray | None = None) -> _Cavity:
+def _sorted_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values and each value's index among them (np.unique hashes, slower)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    new = np.empty(len(values), dtype=bool)
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    inverse = np.empty(len(values), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return ordered[new], inverse
+
+
+@dataclass(frozen=True)
+class _PairGraph:
+    """The compared pairs as a symmetric sparse pattern, built once per design."""
+
+    rows: np.ndarray
+    columns: np.ndarray
+    #: Entry of (j, i) for each entry (i, j).
+    reverse: np.ndarray
+    #: Entries (winner, loser) and (loser, winner) of each design row.
+    forward: np.ndarray
+    backward: np.ndarray
+
+
+def _pair_graph(design: _Design) -> _PairGraph:
+    n = design.n
+    w, lo = design.winner, design.loser
+    keys = _sorted_unique(np.concatenate([w * n + lo, lo * n + w]))[0]
+    rows, columns = keys // n, keys % n
+    return _PairGraph(
+        rows=rows,
+        columns=columns,
+        reverse=np.searchsorted(keys, columns * n + rows),
+        forward=np.searchsorted(keys, w * n + lo),
+        backward=np.searchsorted(keys, lo * n + w),
+    )
+
+
+def _cavity(
+    design: _Design,
+    h: np.ndarray,
+    messages: np.ndarray | None = None,
+    pairs: _PairGraph | None = None,
+) -> _Cavity:
     """Approximate variances and pair resistances by the cavity method on the Laplacian.
 
     With F_θθ = D − A (D diagonal, A the pair curvatures), the cavity precision of essay i
@@ -591,23 +636,18 @@ def _cavity(design: _Design, h: np.ndarray, messages: np.ndarray | None = None) 
     Var δ = 1/σ. Cost O(pairs) per sweep.
     """
     n = design.n
-    graph = _winner_graph(design, h)
-    symmetric = (graph + graph.T).tocsr()
-    symmetric.sum_duplicates()
-    symmetric.sort_indices()
-    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(symmetric.indptr))
-    columns = symmetric.indices.astype(np.int64)
-    weight = symmetric.data
-    keys = rows * n + columns
-    reverse = np.searchsorted(keys, columns * n + rows)
+    pairs = _pair_graph(design) if pairs is None else pairs
+    rows, reverse = pairs.rows, pairs.reverse
+    size = len(rows)
+    weight = np.bincount(pairs.forward, h, size) + np.bincount(pairs.backward, h, size)
     diagonal = _hessian_diagonal(design, h)
     own = diagonal[rows]
     square = weight * weight
-    precision = own.copy() if messages is None or len(messages) != len(keys) else messages
+    precision = own.copy() if messages is None else messages
     for _ in range(_CAVITY_MAX_SWEEPS):
         incoming = square / precision[reverse]
         updated = own - np.bincount(rows, incoming, n)[rows] + incoming
-        change = float(np.max(np.abs(updated - precision) / updated)) if len(keys) else 0.0
+        change = float(np.max(np.abs(updated - precision) / updated)) if size else 0.0
         precision = updated
         if change < _CAVITY_TOL:
             break
@@ -616,7 +656,7 @@ def _cavity(design: _Design, h: np.ndarray, messages: np.ndarray | None = None) 
     variances = 1.0 / marginal
     mine, theirs = precision, precision[reverse]
     pair_resistance = (mine + theirs - 2.0 * weight) / (mine * theirs - square)
-    resistance = pair_resistance[np.searchsorted(keys, design.winner * n + design.loser)]
+    resistance = pair_resistance[pairs.forward]
     if design.sign is not None:
         coupling = _position_coupling(design, h)
         x = _solve_theta_block(design, h, coupling)
@@ -687,7 +727,7 @@ def _symmetric_pattern(design: _Design) -> tuple[_Design, np.ndarray]:
         flipped = 1 - bit
     key = (design.winner * n + design.loser) * 2 + bit
     reverse_key = (design.loser * n + design.winner) * 2 + flipped
-    keys, inverse = np.unique(np.concatenate([key, reverse_key]), return_inverse=True)
+    keys, inverse = _sorted_unique(np.concatenate([key, reverse_key]))
     base = np.bincount(inverse[: len(key)], design.weight, len(keys))
     pair = keys // 2
     winner, loser = pair // n, pair % n
@@ -706,11 +746,11 @@ def _symmetric_pattern(design: _Design) -> tuple[_Design, np.ndarray]:
 
 
 def _resistances(
-    design: _Design, h: np.ndarray, exact: bool, messages: np.ndarray | None
+    design: _Design, h: np.ndarray, pairs: _PairGraph | None, messages: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """aₖᵀ P pinv(F) P aₖ for each row, aₖ = e_w − e_l + sₖ e_δ (exact or cavity)."""
-    if not exact:
-        cavity = _cavity(design, h, messages)
+    """aₖᵀ P pinv(F) P aₖ for each row, aₖ = e_w − e_l + sₖ e_δ (cavity given ``pairs``)."""
+    if pairs is not None:
+        cavity = _cavity(design, h, messages, pairs)
         return cavity.resistance, cavity.messages
     n = design.n
     cov = _exact_covariance(design, h, full=True)
@@ -737,8 +777,10 @@ def _fit_firth(design: _Design, engine: str) -> tuple[np.ndarray, int, bool]:
     pattern, reverse = _symmetric_pattern(design)
     base = pattern.weight
     trials = base + base[reverse]
-    exact = design.n <= FIRTH_EXACT_MAX_ESSAYS
-    z = _log_odds_start(pattern)
+    pairs = None if design.n <= FIRTH_EXACT_MAX_ESSAYS else _pair_graph(pattern)
+    # Leverages at θ = 0 (every p = ½) are a safe start: at the smoothed log-odds an essay
+    # that won everything gets a leverage near 0 and the first augmented fit runs off.
+    z = np.zeros(design.n + (design.sign is not None))
     messages = None
     total, converged = 0, False
     # The map z → (ML fit of the data augmented at z's leverages) contracts linearly (by
@@ -749,14 +791,17 @@ def _fit_firth(design: _Design, engine: str) -> tuple[np.ndarray, int, bool]:
     for outer in range(_MAX_FIRTH_ITER):
         p = expit(_margin(z, pattern))
         information = p * (1.0 - p)
-        resistance, messages = _resistances(pattern, base * information, exact, messages)
+        resistance, messages = _resistances(pattern, base * information, pairs, messages)
         augmented = replace(pattern, weight=base + 0.5 * trials * information * resistance)
-        if outer == 0 and engine == "choix":
-            z = _choix_start(augmented)
+        start = z
+        if outer == 0:
+            start = _choix_start(augmented) if engine == "choix" else _log_odds_start(augmented)
         solver = _dense_solver(augmented) if engine == "choix" else _cg_solver(augmented)
-        image, _, iterations, converged = _newton(z, augmented, solver)
+        image, _, iterations, converged = _newton(start, augmented, solver)
         total += iterations
-        if converged and iterations == 0:
+        if converged and (iterations == 0 or np.max(np.abs(image - z)) < _FIRTH_STEP_TOL):
+            # Leverages move the estimate by less than the change in θ they come from, so
+            # a step below 1e-8 leaves θ within about 1e-8 of the fixed point.
             return image, total, True
         fitted.append(image)
         residuals.append(image - z)
