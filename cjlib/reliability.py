@@ -138,7 +138,9 @@ def split_half(
             logger.debug("split-half: a half could not be scored: %s", error)
             failed += 1
             continue
-        both = theta_first.join(theta_second, how="inner", lsuffix="_1", rsuffix="_2")
+        both = theta_first.merge(
+            theta_second, left_index=True, right_index=True, suffixes=("_1", "_2")
+        )
         # Essays a half saw only in count-0 rows carry no information in that half.
         both = both[(both["n_comparisons_1"] > 0) & (both["n_comparisons_2"] > 0)]
         if len(both) < _MIN_SHARED_ESSAYS or both["theta_1"].std() == 0:

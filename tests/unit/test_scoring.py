@@ -13,6 +13,7 @@ from scipy.special import expit
 from cjlib.errors import DisconnectedComparisonsError as ErrorsDisconnected
 from cjlib.scoring import (
     AUTO_CHOIX_MAX_ESSAYS,
+    DEFAULT_METHOD,
     EXACT_SE_MAX_ESSAYS,
     BTResult,
     DisconnectedComparisonsError,
@@ -160,7 +161,10 @@ def test_auto_engine_uses_choix_for_small_batches_and_sparse_for_large_ones():
     large = to_winner_form(simulate(AUTO_CHOIX_MAX_ESSAYS + 1, 600, 7))
     assert fit_bradley_terry(small, method="mle").engine == "choix"
     assert fit_bradley_terry(large, method="mle").engine == "sparse"
-    assert fit_bradley_terry(simulate(20, 200, 7), position_effect=True, method="mle").engine == "sparse"
+    assert (
+        fit_bradley_terry(simulate(20, 200, 7), position_effect=True, method="mle").engine
+        == "sparse"
+    )
 
 
 # --- standard errors ---------------------------------------------------------------------
@@ -358,7 +362,9 @@ def test_position_a_win_share_is_count_weighted_and_reported_without_position_ef
     result = fit_bradley_terry(comparisons, method="mle")
     assert result.position_a_win_share == pytest.approx(3 / 8)
     assert result.position_effect is None
-    winners_only = fit_bradley_terry(pd.DataFrame({"winner_id": [1, 2], "loser_id": [2, 1]}), method="mle")
+    winners_only = fit_bradley_terry(
+        pd.DataFrame({"winner_id": [1, 2], "loser_id": [2, 1]}), method="mle"
+    )
     assert winners_only.position_a_win_share is None
 
 
@@ -467,7 +473,9 @@ def test_essay_ids_keep_their_type_and_scores_are_sorted_by_theta():
 
 
 def test_result_is_a_frozen_dataclass():
-    result = fit_bradley_terry(pd.DataFrame({"winner_id": [1, 2], "loser_id": [2, 1]}), method="mle")
+    result = fit_bradley_terry(
+        pd.DataFrame({"winner_id": [1, 2], "loser_id": [2, 1]}), method="mle"
+    )
     assert isinstance(result, BTResult)
     with pytest.raises(AttributeError):
         result.engine = "sparse"
@@ -649,4 +657,140 @@ def test_position_effect_confounded_with_ability_is_refused(pairs, se_method):
         rows += [(a, b, "essay_a")] * 3 + [(a, b, "essay_b")] * 2
     frame = pd.DataFrame(rows, columns=["essay_a_id", "essay_b_id", "winner"])
     with pytest.raises(ValueError, match="position effect is not identified"):
-        fit_bradley_terry(frame, position_effect=True, se_method=se_method, engine="sparse", method="mle")
+        fit_bradley_terry(
+            frame, position_effect=True, se_method=se_method, engine="sparse", method="mle"
+        )
+
+
+# --- methods (issue 11) ------------------------------------------------------------------
+
+
+def test_method_defaults_keep_old_callers_working():
+    frame = to_winner_form(simulate(8, 80, 31))
+    assert fit_bradley_terry(frame).method == DEFAULT_METHOD
+    assert fit_bradley_terry(frame, alpha=0.0).method == "mle"
+    ridge = fit_bradley_terry(frame, alpha=0.03)
+    assert ridge.method == "ridge" and ridge.alpha == 0.03
+    assert ridge.reliability_name == "eap_rel"
+    assert fit_bradley_terry(frame, method="firth").reliability_name == "mle_rel"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"method": "bayes"}, "unknown method"),
+        ({"method": "ridge"}, "needs alpha > 0"),
+        ({"method": "firth", "alpha": 0.1}, "alpha applies to method='ridge' only"),
+        ({"method": "sirt", "sirt_eps": 0.0}, "sirt_eps"),
+    ],
+)
+def test_bad_method_options_raise_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fit_bradley_terry(to_winner_form(simulate(5, 30, 32)), **kwargs)
+
+
+@pytest.mark.parametrize("position_effect", [False, True])
+def test_ridge_standard_errors_at_tiny_alpha_equal_the_mle_ones(position_effect):
+    # Before issue 11 the ridge SEs kept 1/(2αn) of the unidentified mean: 70.7 here.
+    frame = simulate(100, 1000, 33, delta=0.3)
+    mle = fit_bradley_terry(frame, method="mle", position_effect=position_effect)
+    ridge = fit_bradley_terry(frame, method="ridge", alpha=1e-6, position_effect=position_effect)
+    se = ridge.scores["se"].reindex(mle.scores.index)
+    np.testing.assert_allclose(se, mle.scores["se"], atol=1e-3, rtol=0)
+    assert ridge.reliability_name == "eap_rel"
+    if position_effect:
+        assert ridge.position_effect["se"] == pytest.approx(mle.position_effect["se"], abs=1e-3)
+
+
+@pytest.mark.parametrize("method", ["firth", "ridge", "mle"])
+@pytest.mark.parametrize("per_essay", [10, 40])
+def test_cavity_standard_errors_are_within_two_percent_of_exact(method, per_essay):
+    n = 400
+    frame = simulate(n, n * per_essay // 2, 34 + per_essay, delta=0.2)
+    kwargs = {"alpha": 0.03} if method == "ridge" else {}
+    exact = fit_bradley_terry(
+        frame, method=method, se_method="pinv_fisher", position_effect=True, **kwargs
+    )
+    approx = fit_bradley_terry(
+        frame, method=method, se_method="cavity_approx", position_effect=True, **kwargs
+    )
+    ratio = approx.scores["se"] / exact.scores["se"].reindex(approx.scores.index)
+    assert ratio.between(0.98, 1.02).all()
+    assert approx.position_effect["se"] == pytest.approx(exact.position_effect["se"], rel=1e-6)
+
+
+def test_firth_leverage_approximation_stays_close_to_exact(monkeypatch):
+    import cjlib.scoring as scoring
+
+    frame = simulate(150, 750, 35)
+    exact = fit_bradley_terry(frame, method="firth")
+    monkeypatch.setattr(scoring, "FIRTH_EXACT_MAX_ESSAYS", 10)
+    approx = fit_bradley_terry(frame, method="firth")
+    difference = (approx.scores["theta"] - exact.scores["theta"].reindex(approx.scores.index)).abs()
+    assert (difference / approx.scores["se"]).max() < 0.1
+    assert approx.converged
+
+
+def test_firth_and_sirt_refuse_essays_not_compared_with_the_rest():
+    comparisons = pd.DataFrame(
+        {"winner_id": ["a", "b", "c", "d"], "loser_id": ["b", "a", "d", "c"]}
+    )
+    for method in ("firth", "sirt"):
+        with pytest.raises(DisconnectedComparisonsError, match="no comparison between them"):
+            fit_bradley_terry(comparisons, method=method)
+
+
+def test_firth_shrinks_an_always_winning_essay_but_keeps_its_rank_above_its_victims():
+    comparisons = pd.DataFrame(
+        {"winner_id": ["a", "b", "c", "top", "top"], "loser_id": ["b", "c", "a", "a", "b"]}
+    )
+    result = fit_bradley_terry(comparisons, method="firth")
+    theta = result.scores["theta"]
+    assert theta["top"] > max(theta["a"], theta["b"])
+    assert np.isfinite(result.scores["se"]).all()
+    assert result.scores["theta"].sum() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_reliability_leaves_out_essays_without_information():
+    frame = to_winner_form(simulate(12, 150, 36, spread=1.5))
+    frame["count"] = 1
+    extra = pd.DataFrame({"winner_id": [0], "loser_id": ["ghost"], "count": [0]})
+    with_ghost = fit_bradley_terry(pd.concat([frame, extra]), alpha=0.05)
+    scores = with_ghost.scores
+    assert scores.loc["ghost", "n_comparisons"] == 0
+    informative = scores.drop(index="ghost")
+    variance = informative["theta"].var(ddof=1)
+    mse = (informative["se"] ** 2).mean()
+    assert with_ghost.reliability == pytest.approx(variance / (variance + mse))
+    assert with_ghost.sep_g_sirt == pytest.approx(math.sqrt(variance / mse))
+
+
+def test_reliability_fields_follow_their_formulas_for_every_method():
+    frame = to_winner_form(simulate(12, 150, 14, spread=1.5))
+    for method, kwargs in (("mle", {}), ("firth", {}), ("ridge", {"alpha": 0.1})):
+        result = fit_bradley_terry(frame, method=method, **kwargs)
+        variance = result.scores["theta"].var(ddof=1)
+        mse = (result.scores["se"] ** 2).mean()
+        expected = (variance - mse) / variance if method != "ridge" else variance / (variance + mse)
+        assert result.reliability == pytest.approx(expected)
+        assert result.ssr == result.reliability
+        assert result.sep_g == pytest.approx(math.sqrt(max(variance - mse, 0) / mse))
+        assert result.separation == result.sep_g
+        assert result.sep_g_sirt == pytest.approx(math.sqrt(variance / mse))
+
+
+def test_random_judge_among_consistent_judges_is_flagged_as_misfitting():
+    rng = np.random.default_rng(37)
+    n = 30
+    theta = np.linspace(-2.5, 2.5, n)
+    rows = []
+    for judge in range(8):
+        for _ in range(120):
+            a, b = rng.choice(n, 2, replace=False)
+            p = 0.5 if judge == 7 else expit(theta[a] - theta[b])
+            rows.append((a, b, "essay_a" if rng.random() < p else "essay_b", f"j{judge}"))
+    frame = pd.DataFrame(rows, columns=["essay_a_id", "essay_b_id", "winner", "judge_id"])
+    judges = fit_bradley_terry(frame).judges
+    assert judges["misfit"].dtype == bool
+    assert judges.loc["j7", "misfit"]
+    assert judges["misfit"].sum() == 1
