@@ -796,7 +796,10 @@ def _fit_firth(design: _Design, engine: str) -> tuple[np.ndarray, int, bool]:
         start = z
         if outer == 0:
             start = _choix_start(augmented) if engine == "choix" else _log_odds_start(augmented)
-        solver = _dense_solver(augmented) if engine == "choix" else _cg_solver(augmented)
+        # Small designs already invert F densely for the leverages; CG's Python overhead
+        # would dominate there, so they solve densely too.
+        dense = engine == "choix" or pairs is None
+        solver = _dense_solver(augmented) if dense else _cg_solver(augmented)
         image, _, iterations, converged = _newton(start, augmented, solver)
         total += iterations
         if converged and (iterations == 0 or np.max(np.abs(image - z)) < _FIRTH_STEP_TOL):
