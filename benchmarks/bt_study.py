@@ -20,7 +20,9 @@ Metrics, over replications and essays (θ centred to sum zero, as the estimates 
 - ``slope``: least-squares slope of θ̂ on θ (1 = no stretch or shrink); ``rmse``.
 - ``cover θ``: share of essays with |θ̂ − θ| ≤ 1.96 SE.
 - ``δ̂/δ``: mean δ̂ over δ; ``cover δ``.
-- ``rel``: mean reported reliability; ``true rel``: mean squared correlation of θ̂ with θ.
+- ``rel``: mean reported reliability; ``true rel``: mean squared correlation of θ̂ with θ;
+  ``mle_rel`` = (var θ̂ − mean SE²)/var θ̂ and ``eap_rel`` = var θ̂/(var θ̂ + mean SE²) from the
+  same fit, to see which formula fits which estimator.
 - ``fits``: share of sessions the method could score (the MLE does not exist when an essay
   wins or loses everything).
 
@@ -106,6 +108,13 @@ def session(generator, n: int, k: int, rng: np.random.Generator):
     return theta, frame
 
 
+def _formula(scores: pd.DataFrame, kind: str) -> float:
+    informative = scores[scores["n_comparisons"] > 0]
+    variance = informative["theta"].var(ddof=1)
+    mse = (informative["se"] ** 2).mean()
+    return (variance - mse) / variance if kind == "mle" else variance / (variance + mse)
+
+
 def evaluate(theta: np.ndarray, result) -> dict:
     scores = result.scores
     truth = pd.Series(theta, index=range(len(theta))).reindex(scores.index).to_numpy()
@@ -120,6 +129,8 @@ def evaluate(theta: np.ndarray, result) -> dict:
         "delta_covered": abs(result.position_effect["estimate"] - DELTA)
         <= 1.96 * result.position_effect["se"],
         "reliability": result.reliability,
+        "mle_rel": _formula(scores, "mle"),
+        "eap_rel": _formula(scores, "eap"),
         "true_reliability": float(np.corrcoef(estimate, truth)[0, 1] ** 2),
     }
     if "se_sirt" in scores:
@@ -141,6 +152,8 @@ def summarise(rows: list[dict], attempts: int) -> dict:
         "δ̂/δ": float(np.mean([r["delta"] for r in rows]) / DELTA),
         "cover δ": float(np.mean([r["delta_covered"] for r in rows])),
         "rel": float(np.mean([r["reliability"] for r in rows])),
+        "mle_rel": float(np.mean([r["mle_rel"] for r in rows])),
+        "eap_rel": float(np.mean([r["eap_rel"] for r in rows])),
         "true rel": float(np.mean([r["true_reliability"] for r in rows])),
     }
     if "covered_sirt_se" in rows[0]:
@@ -162,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"{args.essays} essays, {args.reps} replications per cell, δ = {DELTA}")
     header = (
-        "| truth | k | method | fits | slope | rmse | cover θ | δ̂/δ | cover δ | rel | true rel |"
+        "| truth | k | method | fits | slope | rmse | cover θ | δ̂/δ | cover δ | rel | true rel "
+        "| mle_rel | eap_rel |"
     )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
@@ -181,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(evaluate(theta, result))
                 s = summarise(rows, len(sessions))
                 if s["fits"] == 0:
-                    print(f"| {name} | {k} | {label} | 0.00 | — | — | — | — | — | — | — |")
+                    print(f"| {name} | {k} | {label} | 0.00 |" + " — |" * 9)
                     continue
                 extra = ""
                 if "cover θ (sirt SE)" in s:
@@ -189,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"| {name} | {k} | {label} | {s['fits']:.2f} | {s['slope']:.3f} | "
                     f"{s['rmse']:.3f} | {s['cover θ']:.3f}{extra} | {s['δ̂/δ']:.2f} | "
-                    f"{s['cover δ']:.3f} | {s['rel']:.3f} | {s['true rel']:.3f} |",
+                    f"{s['cover δ']:.3f} | {s['rel']:.3f} | {s['true rel']:.3f} | "
+                    f"{s['mle_rel']:.3f} | {s['eap_rel']:.3f} |",
                     flush=True,
                 )
     print(f"took {time.perf_counter() - started:.0f} s")

@@ -38,7 +38,7 @@ def test_firth_matches_bradleyterry2_br(name, engine):
     assert result.method == "firth"
     assert result.converged
     np.testing.assert_allclose(scores["theta"], expected["theta"], atol=TOL, rtol=0)
-    np.testing.assert_allclose(scores["se"], expected["se"], atol=TOL, rtol=0)
+    np.testing.assert_allclose(scores["se_fisher"], expected["se"], atol=TOL, rtol=0)
 
 
 @pytest.mark.parametrize("name", DATASETS)
@@ -48,9 +48,9 @@ def test_firth_with_order_effect_matches_bradleyterry2(name):
     result = fit_bradley_terry(frame, method="firth", position_effect=True)
     scores = result.scores.loc[expected["essay_id"]]
     np.testing.assert_allclose(scores["theta"], expected["theta"], atol=TOL, rtol=0)
-    np.testing.assert_allclose(scores["se"], expected["se"], atol=TOL, rtol=0)
+    np.testing.assert_allclose(scores["se_fisher"], expected["se"], atol=TOL, rtol=0)
     assert result.position_effect["estimate"] == pytest.approx(expected["delta"], abs=TOL)
-    assert result.position_effect["se"] == pytest.approx(expected["se_delta"], abs=TOL)
+    assert result.position_effect["se_fisher"] == pytest.approx(expected["se_delta"], abs=TOL)
 
 
 def test_firth_is_finite_where_the_mle_does_not_exist():
