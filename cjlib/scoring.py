@@ -764,7 +764,7 @@ def _resistances(
     return resistance, None
 
 
-def _firth_dense(design: _Design) -> tuple[np.ndarray, int, bool]:
+def _firth_dense(design: _Design) -> tuple[np.ndarray, int, bool, _Design]:
     """Firth's estimate for small designs: maximise l(z) + ½ log det F(z) directly.
 
     Each step is a Fisher-scoring step on the modified score (the ML score of the data
@@ -808,7 +808,7 @@ def _firth_dense(design: _Design) -> tuple[np.ndarray, int, bool]:
         augmented = replace(pattern, weight=base + 0.5 * trials * information * resistance)
         grad, h = _gradient_and_curvature(z, p, augmented)
         if np.max(np.abs(grad)) <= tol:
-            return z, iteration, True
+            return z, iteration, True, augmented
         step = _dense_solver(augmented)(h, grad)
         slope = grad @ step
         t = 1.0
@@ -820,12 +820,12 @@ def _firth_dense(design: _Design) -> tuple[np.ndarray, int, bool]:
                 break
             t *= 0.5
             if t < 1e-12:
-                return z, iteration, False
+                return z, iteration, False, augmented
         z, state = candidate, trial
-    return z, _MAX_NEWTON_ITER * 2, False
+    return z, _MAX_NEWTON_ITER * 2, False, augmented
 
 
-def _fit_firth(design: _Design, engine: str) -> tuple[np.ndarray, int, bool]:
+def _fit_firth(design: _Design, engine: str) -> tuple[np.ndarray, int, bool, _Design]:
     """Firth's bias-reduced estimate (Jeffreys-prior penalty ½ log det F).
 
     For a logistic model the modified score is Σₖ aₖ (yₖ − mₖ pₖ + Hₖ (½ − pₖ)), Hₖ =
@@ -871,7 +871,7 @@ def _fit_firth(design: _Design, engine: str) -> tuple[np.ndarray, int, bool]:
         if converged and (iterations == 0 or np.max(np.abs(image - z)) < _FIRTH_STEP_TOL):
             # Leverages move the estimate by less than the change in θ they come from, so
             # a step below 1e-8 leaves θ within about 1e-8 of the fixed point.
-            return image, total, True
+            return image, total, True, augmented
         residual = image - z
         if residuals and np.max(np.abs(residual)) > np.max(np.abs(residuals[-1])):
             # Mixing overshot: restart it from the plain fixed-point step.
@@ -888,25 +888,7 @@ def _fit_firth(design: _Design, engine: str) -> tuple[np.ndarray, int, bool]:
             mixed = image - d_fitted @ gamma
             if np.all(np.isfinite(mixed)):
                 z = mixed
-    return z, total, False
-
-
-def _firth_augmented(design: _Design, z: np.ndarray) -> tuple[_Design, np.ndarray]:
-    """The data plus Firth's pseudo-decisions at ``z``, and its pair curvatures.
-
-    Its information F + Σₖ Hₖ pₖ(1 − pₖ) aₖaₖᵀ is the curvature of the penalised
-    log-likelihood with the leverages held fixed; its inverse gives the Firth SEs, which the
-    study in docs/scoring.md found calibrated (95% intervals cover 0.94–0.955 at 5–40
-    comparisons per essay) where F⁻¹ at the Firth estimate over-covers (0.97–0.98).
-    """
-    pattern, reverse = _symmetric_pattern(design)
-    base = pattern.weight
-    p = expit(_margin(z, pattern))
-    information = p * (1.0 - p)
-    pairs = None if design.n <= FIRTH_EXACT_MAX_ESSAYS else _pair_graph(pattern)
-    resistance, _ = _resistances(pattern, base * information, pairs, None)
-    weight = base + 0.5 * (base + base[reverse]) * information * resistance
-    return replace(pattern, weight=weight), weight * information
+    return z, total, False, augmented
 
 
 def _fit_sirt(
@@ -1243,7 +1225,7 @@ def fit_bradley_terry(
 
     se_sirt = None
     if method == "firth":
-        z, iterations, converged = _fit_firth(design, engine)
+        z, iterations, converged, augmented = _fit_firth(design, engine)
     elif method == "sirt":
         z, se_sirt, iterations, converged = _fit_sirt(design, sirt_eps, position_effect)
         engine = "sparse"
@@ -1263,8 +1245,11 @@ def fit_bradley_terry(
     fisher_variances = None
     if method == "firth":
         fisher_variances = variances
-        augmented, augmented_curvature = _firth_augmented(design, z)
-        variances = _variances(augmented, augmented_curvature, se_method)
+        # The pseudo-decisions of the last iteration, at θ within 1e-7 of the estimate.
+        _, p_augmented = _evaluate(z, augmented)
+        variances = _variances(
+            augmented, augmented.weight * p_augmented * (1.0 - p_augmented), se_method
+        )
     # Var(δ) is at least 1/Σh; far above it, δ is only nominally estimated.
     if position_effect and not variances[n] * curvature.sum() < _MAX_POSITION_VARIANCE_RATIO:
         raise _unidentified_position_effect()
