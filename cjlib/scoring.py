@@ -838,7 +838,7 @@ def _fit_firth(design: _Design, engine: str) -> tuple[np.ndarray, int, bool, _De
     parametrisation because aₖ ⟂ 1; above ``FIRTH_EXACT_MAX_ESSAYS`` essays it comes from
     the cavity approximation.
     """
-    if design.n <= FIRTH_EXACT_MAX_ESSAYS and engine != "choix":
+    if design.n <= FIRTH_EXACT_MAX_ESSAYS:
         return _firth_dense(design)
     pattern, reverse = _symmetric_pattern(design)
     base = pattern.weight
