@@ -707,11 +707,13 @@ def _neumann_variances(design: _Design, h: np.ndarray) -> np.ndarray:
     return np.append(variances, 1.0 / schur)
 
 
-def _variances(design: _Design, h: np.ndarray, se_method: str) -> np.ndarray:
+def _variances(
+    design: _Design, h: np.ndarray, se_method: str, messages: np.ndarray | None = None
+) -> np.ndarray:
     if se_method == "pinv_fisher":
         return _exact_covariance(design, h, full=False)
     if se_method == "cavity_approx":
-        return _cavity(design, h).variances
+        return _cavity(design, h, messages).variances
     return _neumann_variances(design, h)
 
 
@@ -825,7 +827,9 @@ def _firth_dense(design: _Design) -> tuple[np.ndarray, int, bool, _Design]:
     return z, _MAX_NEWTON_ITER * 2, False, augmented
 
 
-def _fit_firth(design: _Design, engine: str) -> tuple[np.ndarray, int, bool, _Design]:
+def _fit_firth(
+    design: _Design, engine: str
+) -> tuple[np.ndarray, int, bool, _Design, np.ndarray | None]:
     """Firth's bias-reduced estimate (Jeffreys-prior penalty ½ log det F).
 
     For a logistic model the modified score is Σₖ aₖ (yₖ − mₖ pₖ + Hₖ (½ − pₖ)), Hₖ =
@@ -839,7 +843,7 @@ def _fit_firth(design: _Design, engine: str) -> tuple[np.ndarray, int, bool, _De
     the cavity approximation.
     """
     if design.n <= FIRTH_EXACT_MAX_ESSAYS:
-        return _firth_dense(design)
+        return (*_firth_dense(design), None)
     pattern, reverse = _symmetric_pattern(design)
     base = pattern.weight
     trials = base + base[reverse]
@@ -871,7 +875,7 @@ def _fit_firth(design: _Design, engine: str) -> tuple[np.ndarray, int, bool, _De
         if converged and (iterations == 0 or np.max(np.abs(image - z)) < _FIRTH_STEP_TOL):
             # Leverages move the estimate by less than the change in θ they come from, so
             # a step below 1e-8 leaves θ within about 1e-8 of the fixed point.
-            return image, total, True, augmented
+            return image, total, True, augmented, messages
         residual = image - z
         if residuals and np.max(np.abs(residual)) > np.max(np.abs(residuals[-1])):
             # Mixing overshot: restart it from the plain fixed-point step.
@@ -888,7 +892,7 @@ def _fit_firth(design: _Design, engine: str) -> tuple[np.ndarray, int, bool, _De
             mixed = image - d_fitted @ gamma
             if np.all(np.isfinite(mixed)):
                 z = mixed
-    return z, total, False, augmented
+    return z, total, False, augmented, messages
 
 
 def _fit_sirt(
@@ -1224,8 +1228,9 @@ def fit_bradley_terry(
             raise _not_linked_error(decisions.essay_ids, linked, method)
 
     se_sirt = None
+    messages = None
     if method == "firth":
-        z, iterations, converged, augmented = _fit_firth(design, engine)
+        z, iterations, converged, augmented, messages = _fit_firth(design, engine)
     elif method == "sirt":
         z, se_sirt, iterations, converged = _fit_sirt(design, sirt_eps, position_effect)
         engine = "sparse"
@@ -1241,14 +1246,16 @@ def fit_bradley_terry(
         )
     _, p = _evaluate(z, design)
     _, curvature = _gradient_and_curvature(z, p, design)
-    variances = _variances(design, curvature, se_method)
+    # The cavity messages of Firth's last round start both SE passes near their fixed point
+    # (the symmetric pair pattern of the data and of the augmented data is the same).
+    variances = _variances(design, curvature, se_method, messages)
     fisher_variances = None
     if method == "firth":
         fisher_variances = variances
         # The pseudo-decisions of the last iteration, at θ within 1e-7 of the estimate.
         _, p_augmented = _evaluate(z, augmented)
         variances = _variances(
-            augmented, augmented.weight * p_augmented * (1.0 - p_augmented), se_method
+            augmented, augmented.weight * p_augmented * (1.0 - p_augmented), se_method, messages
         )
     # Var(δ) is at least 1/Σh; far above it, δ is only nominally estimated.
     if position_effect and not variances[n] * curvature.sum() < _MAX_POSITION_VARIANCE_RATIO:
@@ -1294,9 +1301,7 @@ def fit_bradley_terry(
         sep_g=sep_g,
         sep_g_sirt=sep_g_sirt,
         position_effect=(
-            _position_summary(z[n], variances[n], fisher_variances)
-            if position_effect
-            else None
+            _position_summary(z[n], variances[n], fisher_variances) if position_effect else None
         ),
         position_a_win_share=share_a,
         log_likelihood=log_likelihood,
