@@ -27,16 +27,16 @@ run: $(STAMP_RUN)
 	$(BIN)/cj pipeline
 
 test: $(STAMP_DEV)
-	$(BIN)/ruff check cjlib tests benchmarks scripts notebooks
-	$(BIN)/ruff format --check cjlib tests benchmarks scripts notebooks
+	$(BIN)/ruff check cjlib tests benchmarks scripts
+	$(BIN)/ruff format --check cjlib tests benchmarks scripts
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env notebooks/
+	$(BIN)/python -m pytest -p tests.nbval_setup --nbval-lax --nbval-current-env cjlib/notebooks/
 
 lint: $(STAMP_DEV)
-	$(BIN)/ruff check cjlib tests benchmarks scripts notebooks
+	$(BIN)/ruff check cjlib tests benchmarks scripts
 
 format: $(STAMP_DEV)
-	$(BIN)/ruff format cjlib tests benchmarks scripts notebooks
+	$(BIN)/ruff format cjlib tests benchmarks scripts
 
 bench: $(STAMP_DEV)
 	$(BIN)/python benchmarks/bt_scaling.py

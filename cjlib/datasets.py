@@ -9,24 +9,27 @@ from a seeded template grammar; :func:`load_dataset` reads any folder of that sh
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-import cjlib
+from cjlib.defaults import DEFAULT_GRADE_SCALE
 from cjlib.errors import DatasetError
 from cjlib.grades import ENG5_ANCHOR_GRADES, GradeScale, get_grade_scale
+from cjlib.package_data import ESSAY_GRAMMAR, package_path, sample_dataset_dir
 from cjlib.simulation import GRADE_STEP, rng_for, simulate_population, true_grade_centres
 
-#: Where the committed synthetic ENG5 data set lives, relative to the project root.
+#: Where a working folder (``cj init``) keeps its copy of the ENG5 data set, relative to it.
 ENG5_DATASET_DIR = Path("data") / "eng5_np_2016"
 #: The grade scale of the ENG5 data set.
-ENG5_SCALE_NAME = "eng5_np_legacy_9_step"
+ENG5_SCALE_NAME = DEFAULT_GRADE_SCALE
 #: Bumped whenever the text grammar changes, so regenerated data sets say which one made them.
 GENERATOR_VERSION = 1
 #: Essay file types :func:`load_dataset` reads.
@@ -46,13 +49,14 @@ def default_dataset_dir() -> Path:
     Returns
     -------
     Path
-        ``./data/eng5_np_2016`` when it exists in the current directory, else the folder next
-        to the installed package (``<repo>/data/eng5_np_2016`` for an editable install).
+        ``./data/eng5_np_2016`` when it exists in the current directory (a working folder made
+        by ``cj init``), else the copy shipped inside the package
+        (:func:`cjlib.package_data.sample_dataset_dir`).
     """
     local = Path.cwd() / ENG5_DATASET_DIR
     if local.is_dir():
         return local
-    return Path(cjlib.__file__).resolve().parent.parent / ENG5_DATASET_DIR
+    return sample_dataset_dir()
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,8 +119,28 @@ def _read_docx(path: Path) -> str:
     return "\n".join(p.text for p in document.paragraphs)
 
 
-def _read_essay(folder: Path, relative: str, where: str) -> str:
+def _inside(folder: Path, relative: str, where: str) -> Path:
+    """``folder / relative``, refused unless it resolves inside ``folder``.
+
+    An absolute path, a ``..`` that climbs out, or a symlink (of the file or of a folder on
+    the way) pointing outside would make a data set read files it does not contain.
+    """
+    if Path(relative).is_absolute():
+        raise DatasetError(
+            f"{where}: {relative} is an absolute path; give the file relative to {folder}"
+        )
     path = folder / relative
+    root = folder.resolve()
+    if not path.resolve().is_relative_to(root):
+        raise DatasetError(
+            f"{where}: {relative} resolves outside the data set folder {folder}; copy the "
+            "file into the folder"
+        )
+    return path
+
+
+def _read_essay(folder: Path, relative: str, where: str) -> str:
+    path = _inside(folder, relative, where)
     suffix = path.suffix.lower()
     if suffix not in ESSAY_EXTENSIONS:
         raise DatasetError(
@@ -137,6 +161,12 @@ def _read_essay(folder: Path, relative: str, where: str) -> str:
             raise DatasetError(
                 f"{where}: {relative} is not UTF-8 text; re-save it with UTF-8 encoding"
             ) from err
+    if "\x00" in text:
+        # SQLite would store it and PostgreSQL refuse it mid-batch; refuse it on both, early.
+        raise DatasetError(
+            f"{where}: {relative} contains a NUL character (\\x00), so it is not plain text; "
+            "re-save the essay as UTF-8 text"
+        )
     text = text.strip()
     if not text:
         raise DatasetError(
@@ -187,7 +217,7 @@ def _check_unique(values: pd.Series, what: str, source: str) -> None:
 
 
 def _load_anchors(folder: Path, scale: GradeScale) -> pd.DataFrame:
-    path = folder / "anchors.csv"
+    path = _inside(folder, "anchors.csv", "anchors.csv")
     if not path.is_file():
         raise DatasetError(
             f"{path} is missing; create it with the header label,grade,file "
@@ -219,7 +249,7 @@ def _essay_files(directory: Path) -> list[Path]:
 
 
 def _load_students(folder: Path) -> pd.DataFrame:
-    listing = folder / "students.csv"
+    listing = _inside(folder, "students.csv", "students.csv")
     if listing.is_file():
         students = _read_table(listing, ("essay_id", "file"))
         _check_unique(students["essay_id"], "essay_id", "students.csv")
@@ -228,7 +258,7 @@ def _load_students(folder: Path) -> pd.DataFrame:
             for i, row in students.iterrows()
         ]
         return students.assign(text=texts)
-    directory = folder / "students"
+    directory = _inside(folder, "students", "students/")
     if not directory.is_dir():
         raise DatasetError(
             f"{folder} has no student essays; add students.csv (essay_id,file) or a "
@@ -255,7 +285,7 @@ def _load_students(folder: Path) -> pd.DataFrame:
 
 def _load_prompt(folder: Path) -> str | None:
     for name in ("prompt.md", "prompt.txt"):
-        path = folder / name
+        path = _inside(folder, name, name)
         if path.is_file():
             text = path.read_text(encoding="utf-8-sig").strip()
             return text or None
@@ -335,6 +365,8 @@ def load_dataset(path: str | Path, *, grade_scale: str | GradeScale = ENG5_SCALE
     """
     scale = get_grade_scale(grade_scale)
     folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise DatasetError(f"data set {folder} is not a folder; give the data set folder")
     if not folder.is_dir():
         raise DatasetError(
             f"data set folder {folder} does not exist; check the path or generate the "
@@ -362,573 +394,64 @@ def load_dataset(path: str | Path, *, grade_scale: str | GradeScale = ENG5_SCALE
 # Synthetic essay texts
 # --------------------------------------------------------------------------------------------
 #
-# The grammar writes to the prompt in :data:`_PROMPT`. Every sentence is drawn at one of three
+# The grammar (package data ``cjlib/essay_grammar/eng5_grammar.json``, described in the README
+# beside it) writes to the prompt in ``eng5_prompt.md``. Every sentence is drawn at one of three
 # levels (0 basic, 1 intermediate, 2 advanced) with binomial weights in the essay's quality q, so
 # a strong essay is mostly advanced sentences with varied connectives and vocabulary, and a weak
 # one mostly short, repetitive ones. A template starting with "^" never takes a connective.
 # Low-level templates may carry typical learner errors; the error layer adds more as q falls.
 
-_PROMPT = """\
-# Lessons Outside the Classroom
+Levels = tuple[tuple[str, ...], ...]
 
-*English 5 – writing task (synthetic assignment written for the cjlib ENG5 data set)*
 
-School gives you timetables, textbooks and grades. But much of what we know – how to handle
-money, how to get on with people, how to keep going when something is difficult – we may have
-learned somewhere else: at a part-time job, in a sports team, from a grandparent, on a trip,
-online or through a hobby.
+@dataclass(frozen=True)
+class _Grammar:
+    """The essay grammar's tables, read once from the package data."""
 
-Write an essay for the student magazine *Open Doors* in which you
+    prompt: str
+    sources: tuple[dict[str, str], ...]
+    lessons: tuple[dict[str, str], ...]
+    subjects: tuple[str, ...]
+    #: Level-dependent word choices: the advanced lists are longer, so strong essays vary more.
+    words: dict[str, Levels]
+    connectives: dict[str, Levels]
+    #: Section → (connective kind, templates at levels 0, 1, 2).
+    templates: dict[str, tuple[str, Levels]]
+    titles: Levels
+    #: Common learner misspellings (several typical of Swedish writers of English).
+    misspellings: dict[str, tuple[str, ...]]
+    #: Grammar slips: pattern → replacement, each match replaced with the slip probability.
+    slips: tuple[tuple[str, str], ...]
+    present: dict[str, str]
 
-- describe something important that you have learned outside school, and how you learned it;
-- compare it with the way you learn things at school;
-- discuss whether schools should give more credit for what students learn outside the
-  classroom.
 
-Use examples from your own life and give reasons for your opinions. Give your essay a title.
-Write about 250–450 words. You have 80 minutes and may use an English–English dictionary.
+def _levels(lists: Sequence[Sequence[str]]) -> Levels:
+    return tuple(tuple(options) for options in lists)
 
-Your essay will be assessed on how well you develop and support your ideas, how clearly you
-organise the text, the range and accuracy of your language, and how well you adapt it to the
-purpose and the readers.
-"""
 
-_SOURCES: tuple[dict[str, str], ...] = (
-    {
-        "src": "my summer job at a café",
-        "src_simple": "my job in the cafe",
-        "src_rich": "a summer job at a crowded café by the harbour",
-        "did": "worked at a café",
-        "did_simple": "work in a cafe",
-        "people": "the customers",
-        "task": "making coffee and cleaning tables",
-        "task_rich": "taking orders, calming impatient customers and keeping an old espresso "
-        "machine alive",
-        "busy": "when the café was full",
-        "busy_rich": "when the queue stretched out of the door on Saturday mornings",
-    },
-    {
-        "src": "playing football in a club",
-        "src_simple": "football",
-        "src_rich": "eight seasons in a local football club",
-        "did": "played football in a club",
-        "did_simple": "play football",
-        "people": "my teammates",
-        "task": "training three times a week",
-        "task_rich": "training in the rain, losing matches and travelling to away games",
-        "busy": "when we lost",
-        "busy_rich": "after a season in which we lost almost every match",
-    },
-    {
-        "src": "spending time with my grandmother",
-        "src_simple": "my grandma",
-        "src_rich": "long summers at my grandmother's house in the countryside",
-        "did": "spent my summers with my grandmother",
-        "did_simple": "visit my grandma",
-        "people": "my grandmother",
-        "task": "cooking and working in the garden",
-        "task_rich": "baking bread, mending clothes and listening to her stories about the past",
-        "busy": "when she was ill",
-        "busy_rich": "during the winter when she was ill and needed help every day",
-    },
-    {
-        "src": "my part-time job at a supermarket",
-        "src_simple": "my job in the shop",
-        "src_rich": "a part-time job stacking shelves at the local supermarket",
-        "did": "worked at a supermarket",
-        "did_simple": "work in a shop",
-        "people": "my boss",
-        "task": "filling shelves and working at the checkout",
-        "task_rich": "restocking shelves, counting cash and dealing with customers who were "
-        "in a hurry",
-        "busy": "before Christmas",
-        "busy_rich": "in the chaotic week before Christmas, when the shelves emptied faster "
-        "than I could fill them",
-    },
-    {
-        "src": "learning to play the guitar",
-        "src_simple": "my guitar",
-        "src_rich": "teaching myself the guitar from online videos",
-        "did": "taught myself the guitar",
-        "did_simple": "play guitar",
-        "people": "the people in my band",
-        "task": "practising every day",
-        "task_rich": "practising the same chords every evening until my fingers hurt",
-        "busy": "when I played for other people",
-        "busy_rich": "the first time I performed in front of a real audience",
-    },
-    {
-        "src": "a trip to Scotland with my family",
-        "src_simple": "my trip",
-        "src_rich": "a three-week journey around Scotland with my family",
-        "did": "travelled around Scotland with my family",
-        "did_simple": "travel with my family",
-        "people": "the people we met",
-        "task": "asking for directions and ordering food in English",
-        "task_rich": "booking hostels, reading bus timetables and asking strangers for help "
-        "in English",
-        "busy": "when we got lost",
-        "busy_rich": "when we missed the last train and had to find somewhere to sleep",
-    },
-    {
-        "src": "volunteering at a care home",
-        "src_simple": "the care home",
-        "src_rich": "volunteering at a care home for elderly people",
-        "did": "volunteered at a care home",
-        "did_simple": "help at a care home",
-        "people": "the old people",
-        "task": "talking to the residents and helping with meals",
-        "task_rich": "reading aloud to residents, serving meals and simply listening",
-        "busy": "when someone was sad",
-        "busy_rich": "on days when one of the residents was confused or frightened",
-    },
-    {
-        "src": "babysitting my younger cousins",
-        "src_simple": "babysitting",
-        "src_rich": "looking after my three younger cousins every week",
-        "did": "babysat my cousins",
-        "did_simple": "babysit my cousins",
-        "people": "the children",
-        "task": "playing games and making dinner",
-        "task_rich": "inventing games, cooking dinner and settling arguments about the remote "
-        "control",
-        "busy": "when they were fighting",
-        "busy_rich": "when all three of them were tired, hungry and angry at the same time",
-    },
-    {
-        "src": "playing online games with friends",
-        "src_simple": "gaming",
-        "src_rich": "playing strategy games online with people from all over the world",
-        "did": "played online games with people from other countries",
-        "did_simple": "play games online",
-        "people": "my team",
-        "task": "talking in English and planning together",
-        "task_rich": "communicating in English, planning tactics and handling players who "
-        "refused to cooperate",
-        "busy": "when we lost",
-        "busy_rich": "when our team was falling apart in the middle of a tournament",
-    },
-    {
-        "src": "working at a riding stable",
-        "src_simple": "the stable",
-        "src_rich": "weekends spent working at a riding stable",
-        "did": "worked at a riding stable",
-        "did_simple": "work at a stable",
-        "people": "the horse owners",
-        "task": "feeding the horses and cleaning the boxes",
-        "task_rich": "feeding, grooming and mucking out twelve horses before breakfast",
-        "busy": "when a horse was ill",
-        "busy_rich": "on the night one of the horses fell ill and nobody knew what to do",
-    },
-)
-
-_LESSONS: tuple[dict[str, str], ...] = (
-    {"lesson": "patience", "inf": "to be patient", "ing": "being patient", "adj": "patient"},
-    {
-        "lesson": "responsibility",
-        "inf": "to take responsibility",
-        "ing": "taking responsibility",
-        "adj": "responsible",
-    },
-    {
-        "lesson": "teamwork",
-        "inf": "to work in a team",
-        "ing": "working with others",
-        "adj": "cooperative",
-    },
-    {
-        "lesson": "self-confidence",
-        "inf": "to believe in myself",
-        "ing": "believing in myself",
-        "adj": "confident",
-    },
-    {
-        "lesson": "communication",
-        "inf": "to talk to people",
-        "ing": "talking to people",
-        "adj": "open",
-    },
-    {
-        "lesson": "independence",
-        "inf": "to manage on my own",
-        "ing": "managing on my own",
-        "adj": "independent",
-    },
-    {
-        "lesson": "planning",
-        "inf": "to plan my time",
-        "ing": "planning my time",
-        "adj": "organised",
-    },
-    {
-        "lesson": "respect",
-        "inf": "to respect other people",
-        "ing": "respecting other people",
-        "adj": "respectful",
-    },
-)
-
-_SUBJECTS = ("maths", "history", "biology", "physics", "chemistry", "Swedish", "social studies")
-
-# Level-dependent word choices: the advanced lists are longer, so strong essays vary more.
-_WORDS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "good": (
-        ("good", "fun"),
-        ("useful", "valuable", "important", "helpful"),
-        ("rewarding", "invaluable", "formative", "eye-opening", "worthwhile"),
-    ),
-    "very": (
-        ("very", "really"),
-        ("quite", "really", "rather"),
-        ("remarkably", "genuinely", "surprisingly", "considerably"),
-    ),
-    "hard": (
-        ("hard", "difficult"),
-        ("difficult", "challenging", "tough"),
-        ("demanding", "exhausting", "daunting", "overwhelming"),
-    ),
-    "think": (
-        ("think",),
-        ("think", "believe", "feel"),
-        ("would argue", "am convinced", "firmly believe", "suspect"),
-    ),
-}
-
-_CONNECTIVES: dict[str, tuple[tuple[str, ...], ...]] = {
-    "add": (
-        ("And", "Also"),
-        ("Also,", "In addition,", "For example,", "Besides,"),
-        ("What is more,", "Moreover,", "On top of that,", "Equally,", "Looking back,"),
-    ),
-    "result": (
-        ("So",),
-        ("Because of this,", "That is why", "As a result,"),
-        ("Consequently,", "As a result,", "In this way,", "For that reason,"),
-    ),
-    "contrast": (
-        ("But",),
-        ("However,", "On the other hand,", "Still,"),
-        ("Nevertheless,", "In contrast,", "Even so,", "Conversely,", "That said,"),
-    ),
-    "conclude": (
-        ("So", "To end,"),
-        ("To sum up,", "In conclusion,", "Finally,"),
-        ("All things considered,", "In the end,", "Taken together,", "Ultimately,"),
-    ),
-}
-
-# Section → (connective kind, templates at levels 0, 1, 2).
-_TEMPLATES: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
-    "intro": (
-        "add",
-        (
-            (
-                "I think you learn many things outside school.",
-                "In this text I will write about what I learn outside school.",
-                "School is important but it is not the only place you learn.",
-                "Everybody learn things outside school.",
-                "I will tell about {src_simple}.",
-                "It is {good} to learn things at home and at work to.",
-            ),
-            (
-                "Most people think that school is where we learn the most, but I am not sure "
-                "that is true.",
-                "A lot of the things I know today I did not learn in a classroom.",
-                "In this essay I will write about {src} and what it has taught me.",
-                "School is {good}, but life outside school can also teach us {very} much.",
-                "When I think about the last few years, many of the most {good} things I "
-                "learned come from outside school.",
-                "I want to show that you can learn important things even when nobody gives you "
-                "a grade.",
-            ),
-            (
-                "We tend to think of learning as something that happens between the first bell "
-                "and the end of the last lesson, yet much of what shapes us happens elsewhere.",
-                "If someone asked me where I learned {lesson}, I would not point to a textbook "
-                "but to {src_rich}.",
-                "School hands out grades, timetables and reading lists, but it cannot hand out "
-                "experience.",
-                "^In this essay I will reflect on what {src_rich} taught me, compare it with the "
-                "way we learn at school, and argue that schools should take such learning more "
-                "seriously.",
-                "Some of the most {good} lessons I have had took place far away from a whiteboard.",
-                "It is easy to forget that a teenager's education continues long after the "
-                "school day is over.",
-            ),
-        ),
-    ),
-    "experience": (
-        "add",
-        (
-            (
-                "I {did_simple}.",
-                "It was fun.",
-                "I have done it in two years.",
-                "I like {src_simple} very much.",
-                "There I do {task}.",
-                "Sometimes it is {hard}.",
-                "It was very {hard} {busy}.",
-                "I was tired after.",
-                "My mother said it was good for me.",
-            ),
-            (
-                "I {did} and at first I found it {hard}.",
-                "My tasks were mostly {task}.",
-                "It was especially {hard} {busy}.",
-                "I had to learn quickly because nobody had time to explain everything twice.",
-                "In the beginning I made a lot of mistakes, but after a few weeks it got easier.",
-                "I still remember one day {busy}, when I did not know what to do.",
-                "I got a lot of help from {people}, and I started to feel more relaxed.",
-                "Every week I spent several hours {task}.",
-            ),
-            (
-                "When I first {did}, I had no idea how much {task_rich} would demand of me.",
-                "The hardest moments came {busy_rich}, when there was no teacher to ask and no "
-                "answer key to check.",
-                "I realise now that I was constantly solving problems without ever calling it "
-                "learning.",
-                "Nobody gave me instructions for every situation, so I had to observe, guess and "
-                "occasionally fail.",
-                "What began as a way to earn some money, or simply to pass the time, gradually "
-                "became one of the most {good} parts of my week.",
-                "I will never forget how it felt {busy_rich}; there was nobody to tell me what "
-                "to do.",
-                "Over time, {people} stopped treating me as a beginner and started relying on me.",
-                "The work itself was rarely glamorous, but it was real, and the consequences of "
-                "my choices were real too.",
-            ),
-        ),
-    ),
-    "lesson": (
-        "result",
-        (
-            (
-                "I learned {inf}.",
-                "Now I know how important {lesson} is.",
-                "It is {good} to learn {lesson}.",
-                "I think {src_simple} made me better.",
-                "You can not learn that in school.",
-                "That is why it was {good}.",
-            ),
-            (
-                "The most important thing I learned was {inf}.",
-                "I have become better at {ing} thanks to this experience.",
-                "I {think} that {lesson} is something you need in every job.",
-                "It taught me {inf}, which I did not expect.",
-                "Today I use what I learned there almost every day.",
-                "I also noticed that I became more {adj}.",
-                "This kind of knowledge is hard to get from a book.",
-            ),
-            (
-                "^Above all, it taught me {lesson}, not as a word in a textbook but as something I "
-                "had to practise every single day.",
-                "I {think} that learning {inf} under real pressure is fundamentally different "
-                "from reading about it.",
-                "Gradually I became {very} good at {ing}, and that skill has followed me into "
-                "every other part of my life.",
-                "The experience gave me a deeper understanding of {lesson} than I could ever have "
-                "developed by memorising facts for a test.",
-                "Mistakes had immediate consequences, which made the lessons stick in a way that "
-                "revising for an exam rarely does.",
-                "^In short, I learned {lesson} by doing rather than by listening, and that made "
-                "all the difference.",
-                "It would be an exaggeration to say that I became a different person, but I "
-                "certainly became a more {adj} one.",
-            ),
-        ),
-    ),
-    "school": (
-        "contrast",
-        (
-            (
-                "In school you read books and do tests.",
-                "School is boring sometimes.",
-                "In {subject} we only sit and listen.",
-                "The teacher talk and we write.",
-                "In school you get grades but outside you dont.",
-                "I like some subjects in school.",
-                "School is good to but it is different.",
-            ),
-            (
-                "At school, learning is often about reading texts and answering questions.",
-                "In {subject}, for example, we mostly learn facts that we need for the test.",
-                "The difference is that at school you can always ask the teacher if you do not "
-                "understand.",
-                "School is more theoretical, while what I did outside school was very practical.",
-                "I do not think school is bad, but it does not prepare you for everything.",
-                "At school, a mistake often means a lower grade instead of something you learn "
-                "from.",
-                "Many students, including me, forget what we learned for a test only a few weeks "
-                "later.",
-            ),
-            (
-                "School tends to break knowledge into subjects, lessons and tests, as if life "
-                "came with a timetable.",
-                "In {subject}, for instance, we are often rewarded for remembering the right "
-                "answer rather than for finding out why it is right.",
-                "This is not to say that school is useless; it gives us tools, such as reading, "
-                "arguing and calculating, that make other kinds of learning possible.",
-                "What school rarely offers is the kind of responsibility that comes when other "
-                "people actually depend on you.",
-                "A classroom is a safe place to make mistakes, which is valuable, but it can also "
-                "make mistakes feel less important than they are.",
-                "The knowledge we gain at school is often abstract, whereas the knowledge I "
-                "gained outside it was concrete and immediately useful.",
-                "I have noticed that the things I learned by doing stay with me much longer than "
-                "the facts I crammed before an exam.",
-            ),
-        ),
-    ),
-    "counter": (
-        "contrast",
-        (
-            (
-                "School is also important.",
-                "You need school to get a job.",
-                "Some people dont have a job or a hobby.",
-                "My friend {did2_simple} and he learn a lot to.",
-                "Teachers know many things.",
-                "It is not fair if only some get points for it.",
-            ),
-            (
-                "Not everyone has the chance to have a job or an interesting hobby.",
-                "It could be unfair if students got better grades just because their parents can "
-                "pay for activities.",
-                "Some people also say that school should focus on knowledge, not on experiences.",
-                "A friend of mine has learned a lot from {src2}, so I know I am not the only one.",
-                "I {think} schools could at least ask students what they do in their free time.",
-                "Maybe a teacher could let us write or talk about what we learn outside school.",
-            ),
-            (
-                "Giving credit for learning outside school raises difficult questions about "
-                "fairness, since not every student has access to a job, a club or a grandparent "
-                "with time to spare.",
-                "Critics might argue that schools should concentrate on what they can measure, "
-                "and there is some truth in that.",
-                "A friend of mine learned {lesson2} from {src2_rich} rather than from any lesson "
-                "at school, so my experience is hardly unique.",
-                "Schools could recognise such learning without grading it, for instance by "
-                "letting students present projects based on their own experiences.",
-                "A portfolio or a reflective essay would allow teachers to see skills that tests "
-                "simply cannot capture.",
-                "It would also send students the message that curiosity and effort count, "
-                "wherever they happen.",
-                "The risk, of course, is that such a system rewards students who are good at "
-                "describing their experiences rather than those who actually learned the most.",
-            ),
-        ),
-    ),
-    "conclusion": (
-        "conclude",
-        (
-            (
-                "I think you learn much outside school.",
-                "School and {src_simple} are both good.",
-                "I think school should give points for it.",
-                "That was my text.",
-            ),
-            (
-                "I have learned {inf} from {src}, not from school.",
-                "School is important, but it is not the only place where we learn.",
-                "I {think} schools should give more credit to what students do outside the "
-                "classroom.",
-                "If I could choose, I would like school to be a bit more practical.",
-                "My experience shows that you can learn a lot when you do real things.",
-            ),
-            (
-                "I believe the most lasting lessons are the ones we learn when something is at "
-                "stake.",
-                "School and the world outside it should not be rivals; at their best, they "
-                "complete each other.",
-                "If schools found fair ways to recognise what students learn elsewhere, they "
-                "would not lower their standards but widen them.",
-                "I will probably forget many of the dates and formulas I have memorised, but I "
-                "doubt I will ever forget what {src_rich} taught me about {lesson}.",
-                "^Perhaps, then, the question is not whether we learn outside school, but whether "
-                "school is willing to notice.",
-            ),
-        ),
-    ),
-}
-
-_TITLES: tuple[tuple[str, ...], ...] = (
-    ("Essay", "Learning outside school", "My text"),
-    (
-        "Learning outside school",
-        "What I learned outside school",
-        "Lessons outside the classroom",
-        "School is not everything",
-    ),
-    (
-        "Lessons Without a Timetable",
-        "The Classroom Has No Walls",
-        "Learning the Hard Way",
-        "Beyond the Whiteboard",
-        "Education After the Last Bell",
-    ),
-)
-
-# Common learner misspellings (several typical of Swedish writers of English).
-_MISSPELLINGS: dict[str, tuple[str, ...]] = {
-    "because": ("becuse", "beacuse"),
-    "really": ("realy",),
-    "different": ("diffrent",),
-    "which": ("wich",),
-    "people": ("poeple", "peopel"),
-    "believe": ("belive",),
-    "important": ("importent",),
-    "experience": ("experiense", "expirience"),
-    "experiences": ("experienses",),
-    "responsibility": ("responsability",),
-    "responsible": ("responsable",),
-    "always": ("allways",),
-    "beginning": ("begining",),
-    "interesting": ("intresting",),
-    "especially": ("especialy",),
-    "actually": ("actualy",),
-    "knowledge": ("knowlege",),
-    "school": ("scool",),
-    "learned": ("learnd", "lerned"),
-    "also": ("allso",),
-    "their": ("there",),
-    "than": ("then",),
-    "teacher": ("teatcher",),
-    "difficult": ("dificult",),
-    "probably": ("probebly",),
-    "everything": ("evrything",),
-    "tired": ("tierd",),
-    "customers": ("costumers",),
-    "patient": ("pasient",),
-    "example": ("exemple", "exampel"),
-    "until": ("untill",),
-    "don't": ("dont",),
-    "it's": ("its",),
-    "friend": ("freind",),
-    "quite": ("quiet",),
-}
-
-# Grammar slips: pattern → replacement, each match replaced with the grammar-slip probability.
-_SLIPS: tuple[tuple[str, str], ...] = (
-    (r"\bpeople are\b", "people is"),
-    (r"\bpeople were\b", "people was"),
-    (r"\bdoes not\b", "do not"),
-    (r"\bI was\b", "I were"),
-    (r"\ba lot\b", "alot"),
-    (r"\bknowledge\b", "knowledges"),
-    (r"\beasier\b", "more easier"),
-    (r"\bmany (people|things)\b", r"much \1"),
-    (r"\b(a|an) (?=[a-z])", ""),
-    (r"\bI (also|often|still) (\w+)", r"I \2 \1"),
-    (r"\bI (learned|worked|played|spent|had|did)\b", "I {present}"),
-)
-_PRESENT = {
-    "learned": "learn",
-    "worked": "work",
-    "played": "play",
-    "spent": "spend",
-    "had": "have",
-    "did": "do",
-}
+@cache
+def _grammar() -> _Grammar:
+    folder = package_path(ESSAY_GRAMMAR)
+    # newline="" keeps the prompt's bytes as shipped, whatever the platform.
+    with (folder / "eng5_prompt.md").open("r", encoding="utf-8", newline="") as fh:
+        prompt = fh.read()
+    raw = json.loads((folder / "eng5_grammar.json").read_text(encoding="utf-8"))
+    return _Grammar(
+        prompt=prompt,
+        sources=tuple(raw["sources"]),
+        lessons=tuple(raw["lessons"]),
+        subjects=tuple(raw["subjects"]),
+        words={name: _levels(lists) for name, lists in raw["words"].items()},
+        connectives={kind: _levels(lists) for kind, lists in raw["connectives"].items()},
+        templates={
+            section: (spec["connective"], _levels(spec["levels"]))
+            for section, spec in raw["templates"].items()
+        },
+        titles=_levels(raw["titles"]),
+        misspellings={word: tuple(wrong) for word, wrong in raw["misspellings"].items()},
+        slips=tuple((slip["pattern"], slip["replacement"]) for slip in raw["slips"]),
+        present=dict(raw["present"]),
+    )
 
 
 def _quality(ability: float, lo: float, hi: float) -> float:
@@ -950,7 +473,7 @@ def _capitalise(text: str) -> str:
 
 def _decapitalise(text: str) -> str:
     first = text.split(" ", 1)[0]
-    if first == "I" or first.startswith("I'") or first in _SUBJECTS:
+    if first == "I" or first.startswith("I'") or first in _grammar().subjects:
         return text
     return text[:1].lower() + text[1:]
 
@@ -962,10 +485,11 @@ class _Writer:
         self.rng = rng
         self.q = q
         self.context = context
+        self.grammar = _grammar()
         self.used: dict[tuple[str, int], set[int]] = {}
 
     def sentence(self, section: str, *, first_in_paragraph: bool) -> str:
-        kind, pools = _TEMPLATES[section]
+        kind, pools = self.grammar.templates[section]
         level = _level(self.rng, self.q)
         pool = pools[level]
         used = self.used.setdefault((section, level), set())
@@ -976,7 +500,7 @@ class _Writer:
         used.add(index)
         template = pool[index]
         fixed = template.startswith("^")
-        words = {name: _pick(self.rng, lists[level]) for name, lists in _WORDS.items()}
+        words = {name: _pick(self.rng, lists[level]) for name, lists in self.grammar.words.items()}
         text = template.lstrip("^").format(**self.context, **words)
         # Connectives grow more frequent and more varied with the sentence's level.
         p_connective = (0.25, 0.4, 0.5)[level] * (1.0 if not first_in_paragraph else 0.5)
@@ -984,7 +508,7 @@ class _Writer:
             # An essay does not open with a connective; a conclusion usually does.
             p_connective = 0.9 if section == "conclusion" else 0.0
         if not fixed and self.rng.random() < p_connective:
-            connective = _pick(self.rng, _CONNECTIVES[kind][level])
+            connective = _pick(self.rng, self.grammar.connectives[kind][level])
             text = f"{connective} {_decapitalise(text)}"
         return text
 
@@ -992,7 +516,7 @@ class _Writer:
 def _misspell(rng: np.random.Generator, text: str, p: float) -> str:
     def swap(match: re.Match[str]) -> str:
         word = match.group(0)
-        options = _MISSPELLINGS.get(word.lower())
+        options = _grammar().misspellings.get(word.lower())
         if not options or rng.random() >= p:
             return word
         wrong = _pick(rng, options)
@@ -1002,13 +526,13 @@ def _misspell(rng: np.random.Generator, text: str, p: float) -> str:
 
 
 def _slip(rng: np.random.Generator, text: str, p: float) -> str:
-    for pattern, replacement in _SLIPS:
+    for pattern, replacement in _grammar().slips:
 
         def apply(match: re.Match[str], replacement: str = replacement) -> str:
             if rng.random() >= p:
                 return match.group(0)
             if "{present}" in replacement:
-                return replacement.format(present=_PRESENT[match.group(1)])
+                return replacement.format(present=_grammar().present[match.group(1)])
             return match.expand(replacement)
 
         text = re.sub(pattern, apply, text)
@@ -1043,22 +567,23 @@ def _word_count(paragraphs: Sequence[Sequence[str]]) -> int:
 
 
 def _essay_text(essay_id: str, ability: float, seed: int, lo: float, hi: float) -> str:
+    grammar = _grammar()
     rng = rng_for("eng5_text", GENERATOR_VERSION, seed, essay_id)
     q = float(np.clip(_quality(ability, lo, hi) + rng.normal(0, 0.04), 0.0, 1.0))
-    first, second = rng.choice(len(_SOURCES), size=2, replace=False)
-    lesson_a, lesson_b = rng.choice(len(_LESSONS), size=2, replace=False)
-    lesson, lesson2 = _LESSONS[int(lesson_a)], _LESSONS[int(lesson_b)]
+    first, second = rng.choice(len(grammar.sources), size=2, replace=False)
+    lesson_a, lesson_b = rng.choice(len(grammar.lessons), size=2, replace=False)
+    lesson, lesson2 = grammar.lessons[int(lesson_a)], grammar.lessons[int(lesson_b)]
     context = {
-        **_SOURCES[int(first)],
-        "src2": _SOURCES[int(second)]["src"],
-        "src2_rich": _SOURCES[int(second)]["src_rich"],
-        "did2_simple": _SOURCES[int(second)]["did_simple"],
+        **grammar.sources[int(first)],
+        "src2": grammar.sources[int(second)]["src"],
+        "src2_rich": grammar.sources[int(second)]["src_rich"],
+        "did2_simple": grammar.sources[int(second)]["did_simple"],
         "lesson": lesson["lesson"],
         "inf": lesson["inf"],
         "ing": lesson["ing"],
         "adj": lesson["adj"],
         "lesson2": lesson2["lesson"],
-        "subject": _pick(rng, _SUBJECTS),
+        "subject": _pick(rng, grammar.subjects),
     }
     writer = _Writer(rng, q, context)
     lower_i = q < 0.3 and rng.random() < 0.6
@@ -1100,7 +625,7 @@ def _essay_text(essay_id: str, ability: float, seed: int, lo: float, hi: float) 
         paragraphs = [[s for p in paragraphs for s in p]]
     blocks = [_join(rng, p, q) for p in paragraphs]
     if rng.random() < 0.25 + 0.75 * q:
-        blocks.insert(0, _pick(rng, _TITLES[_level(rng, q)]))
+        blocks.insert(0, _pick(rng, grammar.titles[_level(rng, q)]))
     return "\n\n".join(blocks) + "\n"
 
 
@@ -1292,7 +817,7 @@ def generate_eng5_dataset(out_dir: str | Path, *, seed: int = 2016, n_students: 
     _write(out / "DATA_CARD.md", _data_card(seed, n_students, scale, anchors, essays))
     for file, text in zip(essays["file"], essays["text"], strict=True):
         _write(out / file, text)
-    _write(out / "prompt.md", _PROMPT)
+    _write(out / "prompt.md", _grammar().prompt)
     _write(out / "anchors.csv", _csv(anchors))
     _write(out / "students.csv", _csv(students))
     _write(out / "truth.csv", _csv(essays[list(TRUTH_COLUMNS)]))

@@ -4,7 +4,8 @@ Reads the ``cj_batch_health`` view (migration 0002) and the CJ tables; never wri
 rule lives in two places that a test keeps in agreement: the view's ``CASE`` (default
 thresholds, so Grafana and plain SQL see it) and :func:`judge_health` (any thresholds).
 
-Run ``python -m cjlib.diagnostics CJ_BATCH_ID [--json]``: the same as ``cj batch inspect``.
+``cj batch inspect`` and ``cj health`` (:mod:`cjlib.cli`) render what this module returns; it never
+imports the CLI.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +39,18 @@ from cjlib.errors import NotFoundError, UsageError
 log = logging.getLogger(__name__)
 
 VIEW_NAME = "cj_batch_health"
+#: Tables the view and the inspection read directly.
+_TABLES_READ = frozenset(
+    model.__tablename__
+    for model in (
+        CJBatchUpload,
+        CJBatchState,
+        CJBatchStateTransition,
+        CJProcessedEssay,
+        CJComparisonPair,
+        GradeProjection,
+    )
+)
 
 #: Every value of the view's ``health`` column.
 HEALTH_STATES = (
@@ -68,6 +80,7 @@ _COUNT_COLUMNS = (
     "anchor_flag_drift_count",
 )
 _FINALIZING_STATES = {CoreCJState.WAITING_CALLBACKS.value, CoreCJState.SCORING.value}
+_WORKING_STATES = {CoreCJState.GENERATING_PAIRS.value, CoreCJState.WAITING_CALLBACKS.value}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -81,7 +94,7 @@ class HealthThresholds:
 
     stuck_after: float = 600.0
     scoring_after: float = 600.0
-    stalled_after: float = 1800.0
+    stalled_after: float = 120.0
 
 
 DEFAULT_THRESHOLDS = HealthThresholds()
@@ -131,8 +144,9 @@ def judge_health(row: Mapping[str, Any], thresholds: HealthThresholds = DEFAULT_
        no grade projections, no activity for longer than ``stuck_after``;
     3. ``long_scoring`` — state SCORING for longer than ``scoring_after`` although every
        submitted callback is in (completed + failed ≥ submitted);
-    4. ``stalled_callbacks`` — state WAITING_CALLBACKS, no activity for longer than
-       ``stalled_after``;
+    4. ``stalled_callbacks`` — state GENERATING_PAIRS or WAITING_CALLBACKS, no activity for
+       longer than ``stalled_after`` (live workers heartbeat every few seconds, so silence
+       means the process died);
     5. ``in_progress`` — any other non-final state (or no state row);
     6. ``ok`` — COMPLETED or CANCELLED.
 
@@ -169,7 +183,7 @@ def judge_health(row: Mapping[str, Any], thresholds: HealthThresholds = DEFAULT_
         and _exceeds(row["seconds_in_state"], thresholds.scoring_after)
     ):
         return "long_scoring"
-    if state == CoreCJState.WAITING_CALLBACKS.value and _exceeds(
+    if state in _WORKING_STATES and _exceeds(
         row["seconds_since_last_activity"], thresholds.stalled_after
     ):
         return "stalled_callbacks"
@@ -198,9 +212,18 @@ def _jsonable(value: Any) -> Any:
 
 
 def _require_view(connection: Connection) -> None:
-    if VIEW_NAME not in inspect(connection).get_view_names():
+    # Name exactly what is missing (the view, or a table it reads) and the command that fixes
+    # it, instead of letting the query fail with the database's own error.
+    names = inspect(connection)
+    if VIEW_NAME not in names.get_view_names():
         raise UsageError(
-            f"the database has no {VIEW_NAME} view: run `cj db upgrade` to migrate it first"
+            f"view {VIEW_NAME} is missing: run `cj db upgrade` (it recreates the view)"
+        )
+    missing = sorted(_TABLES_READ - set(names.get_table_names()))
+    if missing:
+        raise UsageError(
+            f"table {', '.join(missing)} is missing: the schema is damaged; restore it from a "
+            "backup or, on a development database, run `cj db reset --yes`"
         )
 
 
@@ -587,15 +610,3 @@ def health_alerts(
         health_counts=counts,
         **{kind: tuple(alerts) for kind, alerts in by_kind.items()},
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m cjlib.diagnostics CJ_BATCH_ID [--json]``: runs ``cj batch inspect``."""
-    from cjlib.cli import main as cli_main
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    return cli_main(["batch", "inspect", *args])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

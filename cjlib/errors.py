@@ -77,9 +77,13 @@ class ProjectionUnavailable(CJError):
 
 
 class BatchRefused(CJError):
-    """A batch cannot be started (no instructions, no anchors, too few essays, bad budget)."""
+    """A batch cannot be started or resumed (no instructions or anchors, bad budget, FAILED)."""
 
     exit_code = 2
+
+
+class BatchNotResumable(CJError):
+    """A batch FAILED or was CANCELLED: ``cj batch resume`` says why (exit code 1)."""
 
 
 class CompletionTimeout(CJError):

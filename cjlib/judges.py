@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cjlib.errors import UsageError
 from cjlib.simulation import simulate_judgement
+
+if TYPE_CHECKING:
+    from cjlib.llm.audit import JudgeCall
 
 #: Values of :attr:`JudgeResult.winner` for a decided pair.
 WINNERS = ("essay_a", "essay_b")
@@ -71,6 +74,9 @@ class JudgeResult:
     lost : bool
         True when the callback never arrives: the caller must treat the request as pending
         and eventually time it out, not record this result.
+    call : JudgeCall or None
+        The audit record of an LLM (or replayed) call behind this result, for
+        :func:`cjlib.db.judge_calls.record_judge_calls`; None for other judges.
     """
 
     request_correlation_id: str
@@ -79,6 +85,7 @@ class JudgeResult:
     justification: str | None = None
     error_code: str | None = None
     lost: bool = False
+    call: JudgeCall | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.winner is not None and self.winner not in WINNERS:
@@ -253,7 +260,28 @@ def _simulated(abilities: Mapping[str, float] | None, seed: int, **params: Any) 
         ) from None
 
 
-_FACTORIES: dict[str, Callable[..., Judge]] = {"simulated": _simulated, "mock": _simulated}
+def _llm(abilities: Mapping[str, float] | None, seed: int, **params: Any) -> Judge:
+    # Imported here: the openai client is only needed when an LLM judge is asked for.
+    from cjlib.llm import make_llm_judge
+
+    return make_llm_judge(seed=seed, **params)
+
+
+def _replay(abilities: Mapping[str, float] | None, seed: int, **params: Any) -> Judge:
+    from cjlib.llm.replay import ReplayJudge
+
+    try:
+        return ReplayJudge(**params)
+    except TypeError as err:
+        raise UsageError(f"{err}; the replay judge takes calls and judge_id") from None
+
+
+_FACTORIES: dict[str, Callable[..., Judge]] = {
+    "simulated": _simulated,
+    "mock": _simulated,
+    "llm": _llm,
+    "replay": _replay,
+}
 
 #: Names :func:`make_judge` accepts (``mock`` is an alias of ``simulated``).
 JUDGE_NAMES: tuple[str, ...] = tuple(_FACTORIES)
@@ -271,13 +299,17 @@ def make_judge(
     Parameters
     ----------
     name : str
-        One of :data:`JUDGE_NAMES` (case-insensitive): ``simulated``, or its alias ``mock``.
+        One of :data:`JUDGE_NAMES` (case-insensitive): ``simulated`` (alias ``mock``),
+        ``llm`` (:func:`cjlib.llm.make_llm_judge`) or ``replay``
+        (:class:`cjlib.llm.replay.ReplayJudge`, ``calls=`` from
+        :func:`cjlib.db.judge_calls.load_replay`).
     abilities : mapping of str to float, optional
         Essay id → latent ability; required by the simulated judge.
     seed : int
         Seed of the judge's draws.
     **params
-        Passed to the judge (for ``simulated``: see :class:`SimulatedJudge`).
+        Passed to the judge (for ``simulated``: see :class:`SimulatedJudge`; for ``llm``:
+        :func:`cjlib.llm.make_llm_judge`; for ``replay``: ``calls``).
 
     Returns
     -------

@@ -4,17 +4,19 @@
 
 1. creates a fresh run folder ``<output_dir>/<UTC stamp>_<label>_pipeline``;
 2. executes, in order and in one Jupyter kernel each, ``01_register_anchors``,
-   ``02_execute_eng5_batch``, ``03_snapshot_projections`` and ``04_validation_report`` from the
-   repository's ``notebooks/`` folder; the executed copies land in the run folder;
+   ``02_execute_eng5_batch``, ``03_snapshot_projections`` and ``04_validation_report`` from
+   :func:`notebooks_dir` (the working folder's ``notebooks/``, else the copies shipped in the
+   package); the executed copies land in the run folder;
 3. exports the executed ``04_validation_report`` without code to a self-contained
    ``validation_report.html`` (figures are embedded base64 PNGs);
 4. refreshes ``assessment_run.execute.json`` so its manifest lists every file of the run.
 
-How the batch id travels: notebook 02 calls :func:`write_batch_record`, which writes
-``batch.json`` (``cj_batch_id``, ``bos_batch_id``, …) into the run folder; the pipeline reads it
-with :func:`read_batch_record` and passes ``cj_batch_id`` to notebooks 03 and 04 as a papermill
-parameter. Run by hand, those notebooks read ``batch.json`` themselves when ``cj_batch_id`` is
-None. A file written by a cjlib function is sturdier than scraping a cell's output.
+How the batch id travels: notebook 02 calls :func:`cjlib.notebook.write_batch_record`, which
+writes ``batch.json`` (``cj_batch_id``, ``bos_batch_id``, …) into the run folder; the pipeline
+reads it with :func:`cjlib.notebook.read_batch_record` and passes ``cj_batch_id`` to notebooks 03
+and 04 as a papermill parameter. Run by hand, those notebooks read ``batch.json`` themselves
+when ``cj_batch_id`` is None. A file written by a cjlib function is sturdier than scraping a
+cell's output.
 
 The database URL is resolved once (:func:`cjlib.config.resolve_database_url`) and passed to
 every notebook, so all four use the same database whatever their working directory.
@@ -23,8 +25,9 @@ Environment variables
 ---------------------
 CJ_NOTEBOOK_PARAMETERS
     A JSON object of notebook parameters for runs outside the pipeline (``pytest --nbval-lax
-    notebooks/``, JupyterLab): :func:`fill_parameters` uses its values for parameters left at
-    None. The pipeline passes every parameter explicitly, so it does not depend on it.
+    notebooks/``, JupyterLab): :func:`cjlib.notebook.fill_parameters` uses its values for
+    parameters left at None. The pipeline passes every parameter explicitly, so it does not
+    depend on it.
 """
 
 from __future__ import annotations
@@ -38,11 +41,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cjlib
-from cjlib import config
 from cjlib.config import resolve_database_url
-from cjlib.db.models import utc_now
+from cjlib.defaults import (
+    DEFAULT_ASSIGNMENT_ID,
+    DEFAULT_BATCH_LABEL,
+    DEFAULT_COURSE_ID,
+    DEFAULT_MAX_COMPARISONS,
+    DEFAULT_SEED,
+)
 from cjlib.errors import DatasetError, NotFoundError, PipelineError, UsageError
+from cjlib.notebook import new_pipeline_run_dir, read_batch_record
+from cjlib.package_data import packaged_notebooks_dir
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +64,10 @@ NOTEBOOKS = (
 )
 #: The notebook exported to HTML.
 REPORT_NOTEBOOK = "04_validation_report"
-#: File in the run folder through which notebook 02 hands the batch id on.
-BATCH_RECORD = "batch.json"
+#: Where a working folder keeps its own copies of the notebooks, relative to it.
+WORKING_NOTEBOOKS_DIR = Path("notebooks")
 #: The HTML validation report in the run folder.
 REPORT_HTML = "validation_report.html"
-#: Environment variable with parameter values for notebooks run outside the pipeline.
-NOTEBOOK_PARAMETERS_ENV = "CJ_NOTEBOOK_PARAMETERS"
 #: Parameters the pipeline sets itself; ``-p`` may not override them.
 RESERVED_PARAMETERS = frozenset({"run_dir", "cj_batch_id", "database_url"})
 #: Seconds to wait for a kernel to start (shared CI machines can be slow).
@@ -78,135 +85,37 @@ class PipelineResult:
 
 
 # --------------------------------------------------------------------------------------------
-# Helpers the notebooks call
-# --------------------------------------------------------------------------------------------
-
-
-def fill_parameters(**values: Any) -> tuple[Any, ...]:
-    """Fill notebook parameters left at None from ``CJ_NOTEBOOK_PARAMETERS``.
-
-    Parameters
-    ----------
-    **values
-        The notebook's parameters by name.
-
-    Returns
-    -------
-    tuple
-        The values in the order given; a None replaced by the environment's value of that name
-        when it has one.
-
-    Raises
-    ------
-    UsageError
-        ``CJ_NOTEBOOK_PARAMETERS`` is not a JSON object.
-    """
-    raw = config.notebook_parameters_json()
-    overrides: dict[str, Any] = {}
-    if raw:
-        try:
-            overrides = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise UsageError(f"{NOTEBOOK_PARAMETERS_ENV} is not valid JSON: {err}") from None
-        if not isinstance(overrides, dict):
-            raise UsageError(f"{NOTEBOOK_PARAMETERS_ENV} must be a JSON object, e.g. {{...}}")
-    return tuple(overrides.get(name) if value is None else value for name, value in values.items())
-
-
-def new_pipeline_run_dir(output_dir: str | Path, label: str) -> Path:
-    """Create a fresh run folder ``<output_dir>/<UTC stamp>_<label>_pipeline`` (never reused)."""
-    from cjlib.workflow.artefacts import fresh_run_dir
-
-    return fresh_run_dir(Path(output_dir).resolve(), label, "pipeline")
-
-
-def write_batch_record(run_dir: str | Path, result: Any) -> Path:
-    """Write ``batch.json`` into ``run_dir`` from a :class:`cjlib.workflow.BatchRunResult`.
-
-    Notebooks 03 and 04 (and the pipeline) find the batch through this file.
-    """
-    record = {
-        "cj_batch_id": result.cj_batch_id,
-        "bos_batch_id": result.bos_batch_id,
-        "batch_label": result.batch_label,
-        "assignment_id": result.assignment_id,
-        "status": result.status,
-        "state": result.state,
-        "artefacts_dir": str(result.run_dir) if result.run_dir else None,
-        "written_at": utc_now().isoformat(),
-    }
-    path = Path(run_dir) / BATCH_RECORD
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
-def read_batch_record(run_dir: str | Path) -> dict[str, Any]:
-    """The ``batch.json`` that notebook 02 wrote into ``run_dir``.
-
-    Raises
-    ------
-    NotFoundError
-        ``run_dir`` has no ``batch.json`` (notebook 02 has not run there), or it is unreadable.
-    """
-    path = Path(run_dir) / BATCH_RECORD
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NotFoundError(
-            f"{path} does not exist: run notebook 02_execute_eng5_batch with run_dir={run_dir} "
-            "first, or pass cj_batch_id"
-        ) from None
-    except json.JSONDecodeError as err:
-        raise NotFoundError(f"{path} is not valid JSON ({err}); re-run notebook 02") from None
-    if not isinstance(record.get("cj_batch_id"), int):
-        raise NotFoundError(f"{path} has no integer cj_batch_id; re-run notebook 02")
-    return record
-
-
-def latest_run_dir(output_dir: str | Path = "reports/runs") -> Path:
-    """The newest run folder under ``output_dir`` that holds a ``batch.json``.
-
-    Raises
-    ------
-    NotFoundError
-        No folder under ``output_dir`` has a ``batch.json``.
-    """
-    candidates = sorted(
-        (p.parent for p in Path(output_dir).glob(f"*/{BATCH_RECORD}")),
-        key=lambda p: p.name,
-    )
-    if not candidates:
-        raise NotFoundError(
-            f"no run folder with a {BATCH_RECORD} under {output_dir}: run notebook "
-            "02_execute_eng5_batch (or `cj pipeline`) first, or pass run_dir"
-        )
-    return candidates[-1]
-
-
-# --------------------------------------------------------------------------------------------
 # Running notebooks
 # --------------------------------------------------------------------------------------------
 
 
 def notebooks_dir() -> Path:
-    """The repository's ``notebooks/`` folder (next to the ``cjlib`` package).
+    """The folder of the notebooks the pipeline runs.
+
+    Returns
+    -------
+    Path
+        ``./notebooks`` when the current folder has its own copies (a working folder made by
+        ``cj init``, whose notebooks the researcher may edit), else the notebooks shipped inside
+        the package (:func:`cjlib.package_data.packaged_notebooks_dir`).
 
     Raises
     ------
     NotFoundError
-        The folder or one of :data:`NOTEBOOKS` is missing (e.g. cjlib installed without the
-        repository).
+        ``./notebooks`` holds some of :data:`NOTEBOOKS` but not all (a half-copied working
+        folder would silently mix edited and packaged notebooks).
     """
-    folder = Path(cjlib.__file__).resolve().parent.parent / "notebooks"
-    missing = [name for name in NOTEBOOKS if not (folder / f"{name}.ipynb").is_file()]
+    local = Path.cwd() / WORKING_NOTEBOOKS_DIR
+    present = [name for name in NOTEBOOKS if (local / f"{name}.ipynb").is_file()]
+    if not present:
+        return packaged_notebooks_dir()
+    missing = [f"{name}.ipynb" for name in NOTEBOOKS if name not in present]
     if missing:
         raise NotFoundError(
-            f"the pipeline notebooks are missing from {folder} ({', '.join(missing)}); "
-            "run from a checkout of the cjlib repository installed with `pip install -e .`"
+            f"{local} lacks {', '.join(missing)}; copy them from a fresh `cj init` folder, or "
+            "move that folder away to run the notebooks shipped with cjlib"
         )
-    return folder
+    return local
 
 
 def declared_parameters(notebook: str | Path) -> dict[str, Any]:
@@ -464,12 +373,12 @@ def _refuse_bad_parameters(parameters: Mapping[str, Any]) -> None:
 def run_pipeline(
     *,
     database_url: str | None = None,
-    assignment_id: str = "eng5-np-2016",
-    course_id: str = "ENG5",
+    assignment_id: str = DEFAULT_ASSIGNMENT_ID,
+    course_id: str = DEFAULT_COURSE_ID,
     dataset: str | Path | None = None,
-    batch_label: str = "eng5-demo",
-    max_comparisons: int = 660,
-    seed: int = 20161,
+    batch_label: str = DEFAULT_BATCH_LABEL,
+    max_comparisons: int = DEFAULT_MAX_COMPARISONS,
+    seed: int = DEFAULT_SEED,
     judge: str = "simulated",
     output_dir: str | Path = "reports/runs",
     extra_parameters: Mapping[str, Any] | None = None,
@@ -485,7 +394,7 @@ def run_pipeline(
         Resolved once (argument, else ``CJ_DATABASE_URL``, else the embedded SQLite file) and
         passed to every notebook.
     assignment_id, course_id, dataset, batch_label, max_comparisons, seed, judge
-        The batch to run (``dataset`` defaults to the committed ENG5 data set).
+        The batch to run (``dataset`` defaults to :func:`cjlib.datasets.default_dataset_dir`).
     output_dir : path
         Parent of the run folder.
     extra_parameters : mapping, optional

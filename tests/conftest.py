@@ -16,7 +16,6 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, create_engine, make_url, text
 
-from cjlib import config
 from cjlib.db import get_engine, upgrade
 from cjlib.db.models import Base
 
@@ -26,6 +25,17 @@ BACKENDS = [
 ]
 
 _SESSION_TAG = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def test_database_url() -> str:
+    """PostgreSQL server the tests create throw-away databases on (``CJ_TEST_DATABASE_URL``)."""
+    return os.environ.get("CJ_TEST_DATABASE_URL", "").strip() or DEFAULT_TEST_DATABASE_URL
+
+
+def require_postgres() -> bool:
+    """Whether PostgreSQL tests must run (``CJ_REQUIRE_POSTGRES=1``) instead of skipping."""
+    return os.environ.get("CJ_REQUIRE_POSTGRES", "").strip() in {"1", "true", "yes"}
 
 
 class PostgresServer:
@@ -52,14 +62,14 @@ class PostgresServer:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    url = config.test_database_url()
+    url = test_database_url()
     try:
         server = PostgresServer(url)
         with server._admin.connect():
             pass
     except Exception as err:  # any failure to reach the server decides skip-or-fail
         reason = f"PostgreSQL not reachable at {url}: {str(err).splitlines()[0]}"
-        if config.require_postgres():
+        if require_postgres():
             pytest.fail(f"CJ_REQUIRE_POSTGRES=1 but {reason}")
         pytest.skip(reason)
     yield server
@@ -129,3 +139,8 @@ def engine(db_url) -> Iterator[Engine]:
 @pytest.fixture
 def backend(engine) -> str:
     return engine.dialect.name
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The wheel test takes longest; run it first so `pytest -n 2` does not end waiting for it.
+    items.sort(key=lambda item: item.get_closest_marker("wheel") is None)

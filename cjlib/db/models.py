@@ -206,7 +206,10 @@ class CJProcessedEssay(Base):
 
 class CJComparisonPair(Base):
     __tablename__ = "cj_comparison_pairs"
-    __table_args__ = (Index("ix_cj_comparison_pairs_batch_winner", "cj_batch_id", "winner"),)
+    __table_args__ = (
+        Index("ix_cj_comparison_pairs_batch_winner", "cj_batch_id", "winner"),
+        Index("ix_cj_comparison_pairs_batch_claimed_by", "cj_batch_id", "claimed_by"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     cj_batch_id: Mapped[int] = mapped_column(ForeignKey("cj_batch_uploads.id", ondelete="CASCADE"))
@@ -223,6 +226,26 @@ class CJComparisonPair(Base):
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     processing_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: ``cj_batch_workers.worker_id`` of the worker that sent this pair to its judge and owes
+    #: its result; NULL until claimed. A dead worker's claims are taken over on resume.
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class CJBatchWorker(Base):
+    """A process working on a batch: it claims pending pairs and heartbeats while alive."""
+
+    __tablename__ = "cj_batch_workers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cj_batch_id: Mapped[int] = mapped_column(
+        ForeignKey("cj_batch_uploads.id", ondelete="CASCADE"), index=True
+    )
+    worker_id: Mapped[str] = mapped_column(String(100), unique=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class GradeProjection(Base):
@@ -288,3 +311,46 @@ class EventOutbox(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CJJudgeCall(Base):
+    """Audit trail of LLM judge calls: which prompt, model and answer produced a decision.
+
+    One row per call (a pair re-sent after a crash has several); never holds the API key.
+    """
+
+    __tablename__ = "cj_judge_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cj_batch_id: Mapped[int] = mapped_column(
+        ForeignKey("cj_batch_uploads.id", ondelete="CASCADE"), index=True
+    )
+    comparison_pair_id: Mapped[int] = mapped_column(
+        ForeignKey("cj_comparison_pairs.id", ondelete="CASCADE"), index=True
+    )
+    request_correlation_id: Mapped[str] = mapped_column(String(36), index=True)
+    essay_a_els_id: Mapped[str] = mapped_column(String(100))
+    essay_b_els_id: Mapped[str] = mapped_column(String(100))
+    judge_id: Mapped[str] = mapped_column(String(100))
+    template_sha256: Mapped[str] = mapped_column(String(64))
+    model_requested: Mapped[str] = mapped_column(String(200))
+    model_reported: Mapped[str | None] = mapped_column(String(200))
+    request_params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    latency_s: Mapped[float | None] = mapped_column(Float)
+    total_s: Mapped[float] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer)
+    attempt_errors: Mapped[list[str]] = mapped_column(JSON)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    finish_reason: Mapped[str | None] = mapped_column(String(40))
+    response_content: Mapped[str | None] = mapped_column(Text)
+    raw_response: Mapped[str | None] = mapped_column(Text)
+    winner: Mapped[str | None] = mapped_column(String(20))
+    confidence: Mapped[int | None] = mapped_column(Integer)
+    justification: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(100))
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime] = mapped_column(UTCDateTime())

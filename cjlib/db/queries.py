@@ -201,8 +201,8 @@ def win_loss_counts(
         Columns ``essay_a_id``, ``essay_b_id``, ``winner``; rows whose winner is not
         ``essay_a``/``essay_b`` (failed or pending) are not counted.
     essay_ids : sequence, optional
-        Index of the result (essays without decisions get 0). Default: every essay that
-        appears in a decided comparison.
+        Index of the result (essays without decisions get 0). Default: every essay of
+        ``comparisons``, in order of first appearance.
 
     Returns
     -------
@@ -216,7 +216,9 @@ def win_loss_counts(
     wins = pd.Series(winners, dtype=object).value_counts()
     losses = pd.Series(losers, dtype=object).value_counts()
     if essay_ids is None:
-        essay_ids = sorted(set(wins.index) | set(losses.index), key=str)
+        essay_ids = pd.unique(
+            pd.concat([comparisons["essay_a_id"], comparisons["essay_b_id"]], ignore_index=True)
+        )
     index = pd.Index(list(essay_ids), dtype=object, name="essay_id")
     counts = pd.DataFrame(
         {
@@ -358,6 +360,11 @@ def _value(item: Any) -> Any:
 
 def _frame(records: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(records, columns=list(columns))
+    for column in frame.columns:
+        if not (frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column])):
+            continue
+        # pandas turns a missing text into NaN; the read model keeps None.
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     if "is_anchor" in frame.columns:
         frame["is_anchor"] = frame["is_anchor"].astype(bool)
     return frame

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from cjlib.db.bulk import insert_rows, timestamp_text
@@ -144,6 +144,39 @@ def create_or_update_cj_processed_essay(
     return essay
 
 
+def create_processed_essays(
+    session: Session, cj_batch_id: int, essays: list[Mapping[str, Any]]
+) -> None:
+    """Insert a fresh batch's processed essays in one statement, by the insert rule above.
+
+    The bulk form of :func:`create_or_update_cj_processed_essay` for essays that do not exist
+    yet (a new batch): the column takes ``processing_metadata["is_anchor"]`` (default false)
+    and the stored metadata carries the same value. Each mapping has ``els_essay_id``,
+    ``text_storage_id``, ``assessment_input_text`` and optional ``processing_metadata``.
+
+    Raises
+    ------
+    ValueError
+        ``is_anchor`` in a metadata is not a boolean-like value.
+    """
+    rows = []
+    for essay in essays:
+        incoming = dict(essay.get("processing_metadata") or {})
+        flag = _coerce_anchor_flag(incoming["is_anchor"]) if "is_anchor" in incoming else False
+        rows.append(
+            {
+                "cj_batch_id": cj_batch_id,
+                "els_essay_id": essay["els_essay_id"],
+                "text_storage_id": essay["text_storage_id"],
+                "assessment_input_text": essay["assessment_input_text"],
+                "is_anchor": flag,
+                "processing_metadata": {**incoming, "is_anchor": flag},
+            }
+        )
+    if rows:
+        session.execute(insert(CJProcessedEssay), rows)
+
+
 def lock_batch_state(session: Session, batch_id: int) -> CJBatchState:
     """Load a batch's state row under a write lock for the rest of the transaction.
 
@@ -207,13 +240,40 @@ def text_storage_id_for(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def insert_ignoring_duplicates(session: Session, model: type, rows: list[dict[str, Any]]) -> int:
+    """INSERT … ON CONFLICT DO NOTHING; returns how many rows were inserted.
+
+    Safe when another transaction inserts the same row at the same moment.
+    """
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(model).on_conflict_do_nothing()
+    result = session.connection().execute(statement, rows[0] if len(rows) == 1 else rows)
+    return max(result.rowcount, 0)
+
+
+def store_contents(session: Session, texts: list[str]) -> list[str]:
+    """Put ``texts`` in the content store in one statement; their ``text_storage_id`` in order.
+
+    Idempotent and race-free: a text another transaction stores at the same moment is not an
+    error (the system this replaces failed on ``pk_cj_content`` when two batches ran at once).
+    """
+    keys = [text_storage_id_for(text) for text in texts]
+    unique = {key: text for key, text in zip(keys, texts, strict=True)}
+    insert_ignoring_duplicates(
+        session, CJContent, [{"text_storage_id": k, "content": t} for k, t in unique.items()]
+    )
+    return keys
+
+
 def store_content(session: Session, text: str) -> str:
     """Put ``text`` in the content store (idempotent) and return its ``text_storage_id``."""
-    key = text_storage_id_for(text)
-    if session.get(CJContent, key) is None:
-        session.add(CJContent(text_storage_id=key, content=text))
-        session.flush()
-    return key
+    return store_contents(session, [text])[0]
 
 
 def fetch_content(session: Session, text_storage_id: str) -> str | None:

@@ -11,7 +11,9 @@ from sqlalchemy import Engine, select
 from cjlib.datasets import load_dataset
 from cjlib.db import session_scope
 from cjlib.db.models import AnchorEssayReference, AssessmentInstruction, CJContent
-from cjlib.db.repository import store_content
+from cjlib.db.queries import instructions_for
+from cjlib.db.repository import insert_ignoring_duplicates, store_contents
+from cjlib.defaults import DEFAULT_GRADE_SCALE
 from cjlib.errors import CJError, UsageError
 from cjlib.grades import get_grade_scale
 
@@ -40,7 +42,7 @@ def register_anchors(
     assignment_id: str,
     course_id: str,
     dataset: str | Path,
-    grade_scale: str = "eng5_np_legacy_9_step",
+    grade_scale: str = DEFAULT_GRADE_SCALE,
 ) -> AnchorRegistration:
     """Write the assignment's instructions and upsert its anchor references, in one transaction.
 
@@ -58,22 +60,22 @@ def register_anchors(
     data = load_dataset(dataset, grade_scale=scale)
     inserted = updated = unchanged = 0
     with session_scope(engine) as session:
-        instr = session.scalars(
-            select(AssessmentInstruction).where(
-                AssessmentInstruction.assignment_id == assignment_id
-            )
-        ).one_or_none()
-        if instr is None:
-            session.add(
-                AssessmentInstruction(
-                    assignment_id=assignment_id,
-                    course_id=course_id,
-                    grade_scale=scale.name,
-                    student_prompt_text=data.prompt,
-                )
-            )
-            instructions_written = True
-        else:
+        # Insert-if-absent in one statement: two registrations at once must not collide.
+        inserted_instructions = insert_ignoring_duplicates(
+            session,
+            AssessmentInstruction,
+            [
+                {
+                    "assignment_id": assignment_id,
+                    "course_id": course_id,
+                    "grade_scale": scale.name,
+                    "student_prompt_text": data.prompt,
+                }
+            ],
+        )
+        instr = instructions_for(session, assignment_id)
+        instructions_written = inserted_instructions > 0
+        if not instructions_written:
             if instr.grade_scale != scale.name or (instr.course_id not in (None, course_id)):
                 raise UsageError(
                     f"assignment {assignment_id!r} is registered with course "
@@ -83,27 +85,31 @@ def register_anchors(
             instructions_written = instr.student_prompt_text != data.prompt
             if instructions_written:
                 instr.student_prompt_text = data.prompt
-        for row in data.anchors.itertuples(index=False):
-            key = store_content(session, row.text)
+        keys = store_contents(session, data.anchors["text"].tolist())
+        for row, key in zip(data.anchors.itertuples(index=False), keys, strict=True):
+            if insert_ignoring_duplicates(
+                session,
+                AnchorEssayReference,
+                [
+                    {
+                        "assignment_id": assignment_id,
+                        "anchor_label": row.label,
+                        "grade": row.grade,
+                        "grade_scale": scale.name,
+                        "text_storage_id": key,
+                    }
+                ],
+            ):
+                inserted += 1
+                continue
             ref = session.scalars(
                 select(AnchorEssayReference).where(
                     AnchorEssayReference.assignment_id == assignment_id,
                     AnchorEssayReference.anchor_label == row.label,
                     AnchorEssayReference.grade_scale == scale.name,
                 )
-            ).one_or_none()
-            if ref is None:
-                session.add(
-                    AnchorEssayReference(
-                        assignment_id=assignment_id,
-                        anchor_label=row.label,
-                        grade=row.grade,
-                        grade_scale=scale.name,
-                        text_storage_id=key,
-                    )
-                )
-                inserted += 1
-            elif ref.grade != row.grade or ref.text_storage_id != key:
+            ).one()
+            if ref.grade != row.grade or ref.text_storage_id != key:
                 ref.grade, ref.text_storage_id = row.grade, key
                 updated += 1
             else:
@@ -168,12 +174,8 @@ def verify_anchors(
     anchors = list_anchors(engine, assignment_id)
     problems: list[str] = []
     with session_scope(engine) as session:
-        has_instr = session.scalars(
-            select(AssessmentInstruction.id).where(
-                AssessmentInstruction.assignment_id == assignment_id
-            )
-        ).first()
-    if has_instr is None:
+        has_instructions = instructions_for(session, assignment_id) is not None
+    if not has_instructions:
         problems.append(f"assignment {assignment_id!r} has no assessment instructions")
     if expect is not None and len(anchors) != expect:
         problems.append(f"expected {expect} anchors, found {len(anchors)}")

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import pandas as pd
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -119,10 +118,12 @@ def record_callback(
             .where(CJComparisonPair.request_correlation_id == request_correlation_id)
             .execution_options(populate_existing=True)
         ).one()
-        if pair.winner is not None:
-            return CallbackOutcome.DUPLICATE
+        # Late first: a finalized batch has closed its pending pairs, so every pair has a
+        # winner then, and a callback for one is late rather than a duplicate.
         if state.state in FINAL_STATES:
             return CallbackOutcome.LATE
+        if pair.winner is not None:
+            return CallbackOutcome.DUPLICATE
         now = utc_now()
         failed = winner in (None, "error")
         pair.winner = ComparisonWinner.ERROR if failed else ComparisonWinner(winner)
@@ -138,28 +139,3 @@ def record_callback(
             state.completed_comparisons += 1
         state.last_activity_at = now
     return CallbackOutcome.APPLIED
-
-
-def successful_comparisons(session: Session, batch_id: int) -> pd.DataFrame:
-    """The batch's decided comparisons in the form :func:`cjlib.scoring.fit_bradley_terry` takes.
-
-    Columns ``essay_a_id``, ``essay_b_id``, ``winner`` (``essay_a``/``essay_b``) and
-    ``judge_id`` (dropped when no pair names a judge). Failed and pending pairs are left out.
-    """
-    rows = session.execute(
-        select(
-            CJComparisonPair.essay_a_els_id,
-            CJComparisonPair.essay_b_els_id,
-            CJComparisonPair.winner,
-            CJComparisonPair.judge_id,
-        ).where(
-            CJComparisonPair.cj_batch_id == batch_id,
-            CJComparisonPair.winner.in_([ComparisonWinner.ESSAY_A, ComparisonWinner.ESSAY_B]),
-        )
-    ).all()
-    frame = pd.DataFrame(rows, columns=["essay_a_id", "essay_b_id", "winner", "judge_id"])
-    frame["winner"] = frame["winner"].map(lambda w: ComparisonWinner(w).value)
-    if frame["judge_id"].isna().all():
-        return frame.drop(columns="judge_id")
-    frame["judge_id"] = frame["judge_id"].fillna("unknown")
-    return frame

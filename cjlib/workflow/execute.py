@@ -1,79 +1,73 @@
 """Execute a CJ batch end to end: create it, judge pairs in waves, finalize, write artefacts.
 
-This is the code under ``cj batch execute`` and notebook ``02_execute_eng5_batch``.
+This is the code under ``cj batch execute`` / ``cj batch resume`` and notebook
+``02_execute_eng5_batch``. The waves themselves run in :class:`~cjlib.workflow.runner.BatchRunner`.
 
-When to finalize (checked after every wave, first match wins):
+When to finalize (checked whenever no pair is left to judge, first match wins):
 
-* ``budget_exhausted``: ``max_comparisons`` pairs have been submitted and their callbacks are in;
+* ``budget_exhausted``: ``max_comparisons`` pairs have been created and their results are in;
 * ``all_pairs_compared``: every pair of essays has been compared once (more waves would repeat);
-* ``stable``: from the third wave on, every essay has at least :data:`STABILITY_MIN_COMPARISONS`
-  successful comparisons and no essay's θ moved more than :data:`STABILITY_THRESHOLD` logits
-  since the previous wave (θ from a weakly penalised BT fit, α = ``FALLBACK_ALPHA``).
+* ``stable``: from the third wave on, every essay has at least
+  :data:`~cjlib.workflow.runner.STABILITY_MIN_COMPARISONS` successful comparisons and no
+  essay's θ moved more than ``stability_threshold`` logits since the previous check.
 
-A callback that has not arrived ``callback_grace`` seconds after the last one of its wave is
-declared lost and recorded as a failed comparison (``error_code = callback_lost``); if it comes
-later it is ignored as late. The whole run must finish within ``completion_timeout`` seconds
-when ``await_completion`` is set; otherwise :class:`CompletionTimeout` is raised and the batch
-stays in WAITING_CALLBACKS for diagnostics.
+A result that has not arrived ``callback_grace`` seconds after the last one of its turn is
+declared lost and recorded as a failed comparison (``error_code = callback_lost``); a judge
+that raises gives a failed comparison with ``error_code = judge_exception`` and the error.
+With ``await_completion`` the run must finish within ``completion_timeout`` seconds, or
+:class:`CompletionTimeout` is raised and the batch stays in WAITING_CALLBACKS, to be continued
+by :func:`resume_batch`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import queue
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from sqlalchemy import Engine, func, select
 
-from cjlib.datasets import default_dataset_dir, load_dataset
+from cjlib.datasets import Dataset, default_dataset_dir, load_dataset
 from cjlib.db import session_scope
 from cjlib.db.models import (
+    FINAL_STATES,
     AnchorEssayReference,
-    AssessmentInstruction,
     CJBatchState,
     CJBatchStatusEnum,
     CJBatchUpload,
     CJProcessedEssay,
     CoreCJState,
     GradeProjection,
+    utc_now,
 )
+from cjlib.db.queries import instructions_for
 from cjlib.db.repository import (
     create_batch_upload,
-    create_or_update_cj_processed_essay,
+    create_processed_essays,
     fetch_content,
-    record_state_transition,
-    store_content,
+    store_contents,
 )
-from cjlib.errors import BatchRefused, CompletionTimeout
-from cjlib.judges import JudgeResult, PairRequest, make_judge
-from cjlib.pairing import PairingState, all_pairs_seen, next_wave
-from cjlib.scoring import fit_bradley_terry
-from cjlib.workflow.callbacks import (
-    CallbackOutcome,
-    record_callback,
-    submit_pairs,
-    successful_comparisons,
-)
-from cjlib.workflow.finalizer import FALLBACK_ALPHA, BatchFinalizer, FinalizationResult
+from cjlib.errors import BatchNotResumable, BatchRefused, NotFoundError, UsageError
+from cjlib.judges import Judge, make_judge
+from cjlib.workflow.finalizer import BatchFinalizer, FinalizationResult
+from cjlib.workflow.runner import STABILITY_THRESHOLD, BatchRunner, RunOptions
 
 log = logging.getLogger(__name__)
 
-STABILITY_THRESHOLD = 0.05
-STABILITY_MIN_COMPARISONS = 10
+#: Parameters of the simulated judge unless overridden.
 DEFAULT_JUDGE_PARAMS: Mapping[str, float] = {
     "discrimination": 1.0,
     "position_bias": 0.1,
     "error_rate": 0.01,
     "lost_rate": 0.0,
 }
+#: Requests in flight at once, per judge, unless ``concurrency`` says otherwise.
+DEFAULT_CONCURRENCY = {"simulated": 1, "mock": 1}
+FALLBACK_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -128,18 +122,14 @@ def _validate_and_load(
     assignment_id: str,
     max_comparisons: int,
     dataset: str | Path | None,
-) -> tuple[list[AnchorEssayReference], dict[str, str], Any]:
+) -> tuple[list[AnchorEssayReference], dict[str, str], Dataset]:
     if max_comparisons < 2:
         raise BatchRefused(
             f"--max-comparisons must be at least 2 (got {max_comparisons}): "
             "one comparison cannot place any essay relative to another"
         )
     with session_scope(engine) as session:
-        instr = session.scalars(
-            select(AssessmentInstruction).where(
-                AssessmentInstruction.assignment_id == assignment_id
-            )
-        ).one_or_none()
+        instr = instructions_for(session, assignment_id)
         if instr is None:
             raise BatchRefused(
                 f"assignment {assignment_id!r} has no assessment instructions; run "
@@ -191,9 +181,10 @@ def _create_batch(
     max_comparisons: int,
     refs: list[AnchorEssayReference],
     anchor_texts: dict[str, str],
-    data: Any,
+    data: Dataset,
     run_params: Mapping[str, Any],
 ) -> int:
+    """Create the upload, its state, the student texts and every processed essay, at once."""
     students = data.students
     with session_scope(engine) as session:
         upload = create_batch_upload(
@@ -208,48 +199,76 @@ def _create_batch(
             processing_metadata={"run": dict(run_params)},
         )
         upload.status = CJBatchStatusEnum.FETCHING_CONTENT
-        for row in students.itertuples(index=False):
-            key = store_content(session, row.text)
-            create_or_update_cj_processed_essay(
-                session,
-                cj_batch_id=upload.id,
-                els_essay_id=str(row.essay_id),
-                text_storage_id=key,
-                assessment_input_text=row.text,
-                processing_metadata={"is_anchor": False, "source_file": str(row.file)},
-            )
-        for ref in refs:
-            create_or_update_cj_processed_essay(
-                session,
-                cj_batch_id=upload.id,
-                els_essay_id=ref.anchor_label,
-                text_storage_id=ref.text_storage_id,
-                assessment_input_text=anchor_texts[ref.anchor_label],
-                processing_metadata={
+        texts = students["text"].tolist()
+        keys = store_contents(session, texts)
+        essays = [
+            {
+                "els_essay_id": str(row.essay_id),
+                "text_storage_id": key,
+                "assessment_input_text": row.text,
+                "processing_metadata": {"is_anchor": False, "source_file": str(row.file)},
+            }
+            for row, key in zip(students.itertuples(index=False), keys, strict=True)
+        ]
+        essays += [
+            {
+                "els_essay_id": ref.anchor_label,
+                "text_storage_id": ref.text_storage_id,
+                "assessment_input_text": anchor_texts[ref.anchor_label],
+                "processing_metadata": {
                     "is_anchor": True,
                     "anchor_label": ref.anchor_label,
                     "anchor_grade": ref.grade,
                     "grade_scale": ref.grade_scale,
                 },
-            )
+            }
+            for ref in refs
+        ]
+        create_processed_essays(session, upload.id, essays)
         upload.status = CJBatchStatusEnum.PERFORMING_COMPARISONS
         return upload.id
 
 
-def _stable(
-    engine: Engine, batch_id: int, previous: pd.Series | None, threshold: float
-) -> tuple[bool, pd.Series | None, float | None]:
-    with session_scope(engine) as session:
-        frame = successful_comparisons(session, batch_id)
-    if frame.empty:
-        return False, previous, None
-    scores = fit_bradley_terry(frame, alpha=FALLBACK_ALPHA).scores
-    theta = scores["theta"]
-    if previous is None or not previous.index.equals(theta.index.sort_values()):
-        return False, theta.sort_index(), None
-    change = float(np.max(np.abs(theta.sort_index().to_numpy() - previous.to_numpy())))
-    enough = int(scores["n_comparisons"].min()) >= STABILITY_MIN_COMPARISONS
-    return enough and change < threshold, theta.sort_index(), change
+def _abilities(data: Dataset) -> dict[str, float] | None:
+    if data.truth is None:
+        return None
+    return dict(zip(data.truth["essay_id"].astype(str), data.truth["ability"], strict=True))
+
+
+def _build_judge(name: str, data: Dataset | None, seed: int, params: Mapping[str, Any]) -> Judge:
+    return make_judge(name, abilities=_abilities(data) if data else None, seed=seed, **params)
+
+
+def _deadline(await_completion: bool, completion_timeout: float) -> float:
+    if not await_completion:
+        return math.inf
+    return time.monotonic() + completion_timeout
+
+
+def _write_artefacts(
+    engine: Engine,
+    batch_id: int,
+    *,
+    batch_label: str,
+    output_dir: str | Path | None,
+    run_dir: str | Path | None,
+    dataset: str | Path | None,
+    projections_csv: bool,
+) -> tuple[Path | None, dict[str, Path]]:
+    if run_dir is None and output_dir is None:
+        return None, {}
+    from cjlib.provenance import new_run_dir
+    from cjlib.workflow.artefacts import write_execute_artefacts
+
+    if run_dir is not None:
+        folder = Path(run_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+    else:
+        folder = new_run_dir(output_dir, batch_label, batch_id)
+    written = write_execute_artefacts(
+        engine, batch_id, folder, dataset=dataset, projections_csv=projections_csv
+    )
+    return folder, written
 
 
 def execute_batch(
@@ -270,22 +289,35 @@ def execute_batch(
     judge_params: Mapping[str, Any] | None = None,
     wave_size: int | None = None,
     stability_threshold: float = STABILITY_THRESHOLD,
+    concurrency: int | None = None,
     progress: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
     finalize: bool = True,
+    projections_csv: bool = True,
 ) -> BatchRunResult:
     """Run one CJ batch for ``assignment_id`` from creation to completed projections.
 
     Parameters
     ----------
+    engine : Engine
+        A migrated database (see :func:`cjlib.db.get_engine`).
+    assignment_id, course_id : str
+        The assignment whose instructions and anchors the batch uses, and its course.
+    batch_label : str
+        A human label for the batch (not unique).
     max_comparisons : int
-        Budget: at most this many pairs are submitted (≥ 2).
+        Budget: at most this many pairs are created (≥ 2).
     judge : str
         ``simulated`` (alias ``mock``): decides from the data set's latent abilities.
+    seed : int
+        Seed of the judge and the pairing.
     dataset : path, optional
-        Folder with the student essays (default: ``data/eng5_np_2016``).
+        Folder with the student essays (default: the packaged ENG5 sample data set).
     await_completion, completion_timeout
-        Enforce a deadline for the whole run; on expiry raise :class:`CompletionTimeout`.
+        Enforce a deadline of ``completion_timeout`` seconds for the whole run; on expiry raise
+        :class:`CompletionTimeout` (the batch stays in WAITING_CALLBACKS, resumable).
+    callback_grace : float
+        Seconds a lost result is waited for before it is recorded as ``callback_lost``.
     output_dir : path, optional
         Parent of the fresh run folder for artefacts; None writes no artefacts.
     run_dir : path, optional
@@ -294,11 +326,22 @@ def execute_batch(
     judge_params : mapping, optional
         Overrides of :data:`DEFAULT_JUDGE_PARAMS` (``discrimination``, ``position_bias``,
         ``error_rate``, ``lost_rate``).
+    wave_size : int, optional
+        Pairs per wave; default half the number of essays.
+    stability_threshold : float
+        Largest θ change between checks that counts as stable; 0 turns the rule off.
+    concurrency : int, optional
+        Judge requests in flight at once; default per judge (:data:`DEFAULT_CONCURRENCY`).
     progress : bool
-        Show a Rich progress bar while waiting for callbacks.
+        Show a Rich progress bar of results recorded.
+    on_progress : callable, optional
+        Called with (results recorded, budget) after each bulk write.
     finalize : bool
         False stops after the last wave, leaving the batch in WAITING_CALLBACKS (for
         diagnostics and for finalizing elsewhere with :class:`BatchFinalizer`).
+    projections_csv : bool
+        Write ``grade_projections.csv`` with the artefacts; the pipeline passes False because
+        its notebook 03 snapshot writes it.
 
     Raises
     ------
@@ -311,12 +354,8 @@ def execute_batch(
     """
     refs, anchor_texts, data = _validate_and_load(engine, assignment_id, max_comparisons, dataset)
     params = {**DEFAULT_JUDGE_PARAMS, **(judge_params or {})}
-    abilities = None
-    if data.truth is not None:
-        abilities = dict(
-            zip(data.truth["essay_id"].astype(str), data.truth["ability"], strict=True)
-        )
-    judge_impl = make_judge(judge, abilities=abilities, seed=seed, **params)
+    judge_impl = _build_judge(judge, data, seed, params)
+    concurrency = concurrency or DEFAULT_CONCURRENCY.get(judge, FALLBACK_CONCURRENCY)
     run_params = {
         "judge": judge,
         "judge_id": judge_impl.judge_id,
@@ -326,6 +365,8 @@ def execute_batch(
         "dataset": str(data.path),
         "stability_threshold": stability_threshold,
         "callback_grace": callback_grace,
+        "wave_size": wave_size,
+        "concurrency": concurrency,
     }
     batch_id = _create_batch(
         engine,
@@ -342,86 +383,186 @@ def execute_batch(
         **anchor_texts,
         **dict(zip(data.students["essay_id"].astype(str), data.students["text"], strict=True)),
     }
-    essay_ids = sorted(texts)
-    deadline = time.monotonic() + completion_timeout if await_completion else math.inf
-    per_wave = wave_size or max(1, len(essay_ids) // 2)
-    pairing = PairingState()
-    previous_theta = None
-    reason = None
-    wave = submitted = 0
-    bar = _ProgressBar(max_comparisons, enabled=progress, callback=on_progress)
-    with bar, ThreadPoolExecutor(max_workers=4, thread_name_prefix="cj-judge") as pool:
-        while reason is None:
-            wave += 1
-            n_pairs = min(per_wave, max_comparisons - submitted)
-            pairs = next_wave(
-                essay_ids, n_pairs, pairing, seed=seed, wave=wave, anchors=anchor_texts
-            )
-            with session_scope(engine) as session:
-                record_state_transition(
-                    session, batch_id, CoreCJState.GENERATING_PAIRS, reason=f"wave {wave}"
-                )
-                sent = submit_pairs(
-                    session, batch_id, pairs, wave=wave, judge_id=judge_impl.judge_id
-                )
-                record_state_transition(
-                    session, batch_id, CoreCJState.WAITING_CALLBACKS,
-                    reason=f"wave {wave}: {len(sent)} pairs submitted",
-                )  # fmt: skip
-            submitted += len(sent)
-            results: queue.Queue[JudgeResult] = queue.Queue()
-
-            def _run(request: PairRequest, out: queue.Queue = results) -> None:
-                result = judge_impl.judge(request)
-                if not result.lost:
-                    out.put(result)
-
-            for index, s in enumerate(sent):
-                pool.submit(
-                    _run,
-                    PairRequest(
-                        request_correlation_id=s.request_correlation_id,
-                        essay_a_id=s.essay_a_id,
-                        essay_b_id=s.essay_b_id,
-                        essay_a_text=texts[s.essay_a_id],
-                        essay_b_text=texts[s.essay_b_id],
-                        prompt=data.prompt,
-                        draw_key=f"{s.essay_a_id}|{s.essay_b_id}|{wave}|{index}",
-                    ),
-                )
-            _await_wave(engine, batch_id, sent, results, deadline, callback_grace, bar,
-                        judge_impl.judge_id)  # fmt: skip
-            change = None
-            if submitted >= max_comparisons:
-                reason = "budget_exhausted"
-            elif all_pairs_seen(essay_ids, pairing):
-                reason = "all_pairs_compared"
-            else:
-                # The stability fit is only worth doing when no other reason ends the run.
-                stable, previous_theta, change = _stable(
-                    engine, batch_id, previous_theta, stability_threshold
-                )
-                if wave >= 3 and stable:
-                    reason = "stable"
-            log.info(
-                "batch %s wave %d: %d pairs, %d/%d submitted; max |Δθ| since last wave %s",
-                batch_id, wave, len(sent), submitted, max_comparisons,
-                "n/a" if change is None else f"{change:.3f}",
-            )  # fmt: skip
+    options = RunOptions(
+        max_comparisons=max_comparisons,
+        seed=seed,
+        wave_size=wave_size,
+        stability_threshold=stability_threshold,
+        callback_grace=callback_grace,
+        deadline=_deadline(await_completion, completion_timeout),
+        concurrency=concurrency,
+    )
+    with _ProgressBar(max_comparisons, enabled=progress, callback=on_progress) as bar:
+        outcome = BatchRunner(
+            engine, batch_id, judge_impl, texts=texts, anchors=anchor_texts, options=options,
+            prompt=data.prompt, on_progress=bar.update,
+        ).run()  # fmt: skip
     if not finalize:
-        return _result(engine, batch_id, wave, None, {}, None, pending_reason=reason)
-    finalization = BatchFinalizer(engine).finalize_scoring(batch_id, completion_reason=reason)
-    artefacts: dict[str, Path] = {}
-    if run_dir is not None or output_dir is not None:
-        from cjlib.workflow.artefacts import new_run_dir, write_execute_artefacts
+        return _result(engine, batch_id, outcome.waves, None, {}, None,
+                       pending_reason=outcome.reason)  # fmt: skip
+    finalization = BatchFinalizer(engine).finalize_scoring(
+        batch_id, completion_reason=outcome.reason
+    )
+    folder, artefacts = _write_artefacts(
+        engine, batch_id, batch_label=batch_label, output_dir=output_dir, run_dir=run_dir,
+        dataset=data.path, projections_csv=projections_csv,
+    )  # fmt: skip
+    return _result(engine, batch_id, outcome.waves, folder, artefacts, finalization)
 
-        if run_dir is not None:
-            run_dir = Path(run_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
-        else:
-            run_dir = new_run_dir(output_dir, batch_label, batch_id)
-        artefacts = write_execute_artefacts(engine, batch_id, run_dir, dataset=data.path)
-    return _result(engine, batch_id, wave, run_dir, artefacts, finalization)
+
+#: States a crash can leave a batch in, from which :func:`resume_batch` continues it.
+RESUMABLE_STATES = (
+    CoreCJState.INITIALIZING,
+    CoreCJState.GENERATING_PAIRS,
+    CoreCJState.WAITING_CALLBACKS,
+)
+
+
+@dataclass(frozen=True)
+class _Resumable:
+    upload: CJBatchUpload
+    state: CoreCJState
+    texts: dict[str, str]
+    anchors: list[str]
+    prompt: str | None
+
+
+def _load_resumable(engine: Engine, batch_id: int) -> _Resumable:
+    with session_scope(engine) as session:
+        upload = session.get(CJBatchUpload, batch_id)
+        if upload is None:
+            raise NotFoundError(f"no CJ batch with id {batch_id}; list batches with `cj health`")
+        state = session.get(CJBatchState, batch_id)
+        rows = session.execute(
+            select(
+                CJProcessedEssay.els_essay_id,
+                CJProcessedEssay.assessment_input_text,
+                CJProcessedEssay.is_anchor,
+            ).where(CJProcessedEssay.cj_batch_id == batch_id)
+        ).all()
+        instructions = instructions_for(session, upload.assignment_id)
+        return _Resumable(
+            upload=upload,
+            state=state.state if state is not None else CoreCJState.FAILED,
+            texts={essay_id: text for essay_id, text, _ in rows},
+            anchors=[essay_id for essay_id, _, is_anchor in rows if is_anchor],
+            prompt=instructions.student_prompt_text if instructions else None,
+        )
+
+
+def _resume_judge(run: Mapping[str, Any], judge: str | None) -> tuple[Judge, str]:
+    name = judge or run.get("judge") or "simulated"
+    data = None
+    if run.get("dataset"):
+        folder = Path(run["dataset"])
+        if not folder.is_dir():
+            raise UsageError(
+                f"the batch's data set {folder} is gone, and the {name} judge needs its "
+                "truth.csv; restore the folder or resume with another --judge"
+            )
+        data = load_dataset(folder)
+    params = dict(run.get("judge_params") or DEFAULT_JUDGE_PARAMS)
+    return _build_judge(name, data, int(run.get("seed") or 0), params), name
+
+
+def resume_batch(
+    engine: Engine,
+    cj_batch_id: int,
+    *,
+    judge: str | None = None,
+    concurrency: int | None = None,
+    await_completion: bool = True,
+    completion_timeout: float = 600.0,
+    output_dir: str | Path | None = None,
+    stale_after: float | None = None,
+    finalize_now: bool = False,
+) -> BatchRunResult:
+    """Continue a batch a crash left in INITIALIZING, GENERATING_PAIRS or WAITING_CALLBACKS.
+
+    Pairs with a result are never sent again; pairs sent without a result by a worker that is
+    gone are sent again with the same correlation id; the waves continue to the budget or a
+    stopping rule, then the batch is finalized. Several processes may resume one batch at
+    once on PostgreSQL: they share the remaining pairs and exactly one finalizes.
+
+    Parameters
+    ----------
+    judge : str, optional
+        Judge name; default the one the batch recorded.
+    concurrency : int, optional
+        Judge requests in flight; default the batch's.
+    await_completion, completion_timeout
+        As for :func:`execute_batch`.
+    output_dir : path, optional
+        Write the artefacts into a fresh run folder under it.
+    stale_after : float, optional
+        Seconds of silence after which another worker counts as dead (default 30).
+    finalize_now : bool
+        Send nothing more: finalize what was decided, with completion reason
+        ``interrupted``.
+
+    Returns
+    -------
+    BatchRunResult
+        ``finalization.already_final`` is True when the batch was already final.
+
+    Raises
+    ------
+    NotFoundError
+        No such batch.
+    BatchNotResumable
+        The batch FAILED or was CANCELLED (the message says why).
+    """
+    batch = _load_resumable(engine, cj_batch_id)
+    upload = batch.upload
+    if batch.state in FINAL_STATES:
+        if batch.state is CoreCJState.COMPLETED:
+            final = BatchFinalizer(engine).finalize_scoring(cj_batch_id)
+            return _result(engine, cj_batch_id, 0, None, {}, final)
+        why = (upload.processing_metadata or {}).get("failure_reason", "no reason recorded")
+        raise BatchNotResumable(
+            f"batch {cj_batch_id} is {batch.state.value} and cannot be resumed: {why}"
+        )
+    run = dict((upload.processing_metadata or {}).get("run") or {})
+    waves = 0
+    reason = "interrupted"
+    if not finalize_now:
+        judge_impl, name = _resume_judge(run, judge)
+        options = RunOptions(
+            max_comparisons=int(run.get("max_comparisons") or 0),
+            seed=int(run.get("seed") or 0),
+            wave_size=run.get("wave_size"),
+            stability_threshold=float(run.get("stability_threshold", STABILITY_THRESHOLD)),
+            callback_grace=float(run.get("callback_grace", 5.0)),
+            deadline=_deadline(await_completion, completion_timeout),
+            concurrency=concurrency
+            or int(run.get("concurrency") or DEFAULT_CONCURRENCY.get(name, FALLBACK_CONCURRENCY)),
+            **({"stale_after": stale_after} if stale_after is not None else {}),
+        )
+        _record_resume(engine, cj_batch_id)
+        outcome = BatchRunner(
+            engine, cj_batch_id, judge_impl, texts=batch.texts, anchors=batch.anchors,
+            options=options, prompt=batch.prompt,
+        ).run()  # fmt: skip
+        waves = outcome.waves
+        if outcome.already_final:
+            final = BatchFinalizer(engine).finalize_scoring(cj_batch_id)
+            return _result(engine, cj_batch_id, waves, None, {}, final)
+        reason = outcome.reason
+    finalization = BatchFinalizer(engine).finalize_scoring(cj_batch_id, completion_reason=reason)
+    folder, artefacts = _write_artefacts(
+        engine, cj_batch_id, batch_label=upload.batch_label or "batch", output_dir=output_dir,
+        run_dir=None, dataset=run.get("dataset"), projections_csv=True,
+    )  # fmt: skip
+    return _result(engine, cj_batch_id, waves, folder, artefacts, finalization)
+
+
+def _record_resume(engine: Engine, batch_id: int) -> None:
+    """Note the resume in the upload's metadata (the report lists a batch's resumes)."""
+    with session_scope(engine) as session:
+        upload = session.get(CJBatchUpload, batch_id, with_for_update=True)
+        meta = dict(upload.processing_metadata or {})
+        meta["resumed_at"] = [*meta.get("resumed_at", []), utc_now().isoformat()]
+        upload.processing_metadata = meta
 
 
 class _ProgressBar:
@@ -446,63 +587,16 @@ class _ProgressBar:
             self._task = self._progress.add_task("callbacks", total=self.total)
         return self
 
-    def advance(self, n: int = 1) -> None:
-        self.done += n
+    def update(self, done: int, total: int) -> None:
+        self.done = done
         if self._progress is not None:
             self._progress.update(self._task, completed=self.done)
         if self.callback is not None:
-            self.callback(self.done, self.total)
+            self.callback(self.done, total)
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
-
-
-def _await_wave(
-    engine: Engine,
-    batch_id: int,
-    sent: list,
-    results: queue.Queue,
-    deadline: float,
-    grace: float,
-    bar: _ProgressBar,
-    judge_id: str,
-) -> None:
-    pending = {s.request_correlation_id for s in sent}
-    last_arrival = time.monotonic()
-    while pending:
-        now = time.monotonic()
-        if now >= deadline:
-            raise CompletionTimeout(
-                f"batch {batch_id} did not complete within the completion timeout "
-                f"({len(pending)} callbacks outstanding); it stays in WAITING_CALLBACKS — "
-                f"see `cj batch inspect {batch_id}`"
-            )
-        if now - last_arrival >= grace:
-            for rid in sorted(pending):
-                record_callback(
-                    engine, rid, winner=None, error_code="callback_lost", judge_id=judge_id
-                )
-                bar.advance()
-            log.warning("batch %s: %d callbacks declared lost", batch_id, len(pending))
-            return
-        try:
-            result = results.get(timeout=min(0.2, max(0.01, deadline - now)))
-        except queue.Empty:
-            continue
-        outcome = record_callback(
-            engine,
-            result.request_correlation_id,
-            winner=result.winner,
-            confidence=result.confidence,
-            justification=result.justification,
-            error_code=result.error_code,
-            judge_id=judge_id,
-        )
-        if outcome is CallbackOutcome.APPLIED:
-            pending.discard(result.request_correlation_id)
-            bar.advance()
-            last_arrival = time.monotonic()
 
 
 def _result(

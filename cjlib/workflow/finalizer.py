@@ -10,29 +10,32 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from cjlib import __version__
 from cjlib.db import session_scope
 from cjlib.db.models import (
     FINAL_STATES,
-    AnchorEssayReference,
-    AssessmentInstruction,
+    CJBatchState,
     CJBatchStatusEnum,
     CJBatchUpload,
+    CJComparisonPair,
     CJProcessedEssay,
+    ComparisonWinner,
     CoreCJState,
     EventOutbox,
     GradeProjection,
     utc_now,
 )
+from cjlib.db.queries import anchor_grade, anchor_references, decided_comparisons, grade_scale_for
 from cjlib.db.repository import lock_batch_state, record_state_transition
 from cjlib.errors import (
     CJError,
@@ -40,9 +43,8 @@ from cjlib.errors import (
     NotFoundError,
     ProjectionUnavailable,
 )
-from cjlib.projection import project_grades, scored_anchors
-from cjlib.scoring import fit_bradley_terry
-from cjlib.workflow.callbacks import successful_comparisons
+from cjlib.projection import Projection, project_grades, scored_anchors
+from cjlib.scoring import BTResult, fit_bradley_terry
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,23 @@ log = logging.getLogger(__name__)
 #: projections in the simulation study of docs/projection.md (mean ECE 0.062 vs 0.074 at 0.01).
 FALLBACK_ALPHA = 0.03
 
-COMPLETION_REASONS = ("stable", "budget_exhausted", "all_pairs_compared")
+#: Why a batch was finalized. ``interrupted``: finalized after a crash without finishing its
+#: waves (``cj batch resume --finalize-now``, or a hand-called finalizer with budget left);
+#: ``target_reliability`` / ``target_grade_certainty``: a stopping rule fired;
+#: ``max_cost``: the judge's cost limit stopped new pairs; ``imported``: decisions imported
+#: from a judging session.
+COMPLETION_REASONS = (
+    "stable",
+    "budget_exhausted",
+    "all_pairs_compared",
+    "interrupted",
+    "target_reliability",
+    "target_grade_certainty",
+    "max_cost",
+    "imported",
+)
+#: Error code of a pair still pending when its batch was finalized.
+CLOSED_AT_FINALIZATION = "closed_at_finalization"
 
 EVENT_COMPLETED = "cj_assessment.completed.v1"
 EVENT_RESULT_PUBLISHED = "assessment.result.published.v1"
@@ -83,7 +101,7 @@ class FinalizationResult:
     bt_alpha: float | None = None
 
 
-def _fit(comparisons: pd.DataFrame) -> tuple[Any, float]:
+def _fit(comparisons: pd.DataFrame) -> tuple[BTResult, float]:
     try:
         return fit_bradley_terry(comparisons, alpha=0.0), 0.0
     except DisconnectedComparisonsError as err:
@@ -112,12 +130,20 @@ class BatchFinalizer:
             self._fault_hook(name)
 
     def finalize_scoring(
-        self, cj_batch_id: int, *, completion_reason: str = "budget_exhausted"
+        self, cj_batch_id: int, *, completion_reason: str | None = None
     ) -> FinalizationResult:
         """Score, project and complete batch ``cj_batch_id``; idempotent.
 
         The batch row is taken under a lock; a batch that is already final is returned as is,
-        with nothing written (so a second call, or a racing process, does nothing).
+        with nothing written (so a second call, or a racing process, does nothing). Pairs
+        still pending are closed as failed (``closed_at_finalization``), so none stays pending
+        after COMPLETED.
+
+        Parameters
+        ----------
+        completion_reason : str, optional
+            One of :data:`COMPLETION_REASONS`. Default: what the counters say —
+            ``budget_exhausted`` when the budget was used, else ``interrupted``.
 
         Raises
         ------
@@ -127,7 +153,7 @@ class BatchFinalizer:
             A step failed: everything was rolled back, then the batch was marked FAILED with
             status ERROR_PROCESSING and the reason, in a separate committed transaction.
         """
-        if completion_reason not in COMPLETION_REASONS:
+        if completion_reason is not None and completion_reason not in COMPLETION_REASONS:
             raise ValueError(f"completion_reason must be one of {COMPLETION_REASONS}")
         try:
             with session_scope(self.engine) as session:
@@ -142,7 +168,7 @@ class BatchFinalizer:
             ) from err
 
     def _finalize(
-        self, session: Session, batch_id: int, completion_reason: str
+        self, session: Session, batch_id: int, completion_reason: str | None
     ) -> FinalizationResult:
         self._step("lock")
         state = lock_batch_state(session, batch_id)
@@ -155,7 +181,11 @@ class BatchFinalizer:
                 state=state.state.value,
                 completion_reason=(upload.processing_metadata or {}).get("completion_reason"),
             )
+        if completion_reason is None:
+            used = state.total_comparisons >= (state.total_budget or 0) > 0
+            completion_reason = "budget_exhausted" if used else "interrupted"
         self._step("to_scoring")
+        _close_pending_pairs(session, state)
         record_state_transition(
             session, batch_id, CoreCJState.SCORING, reason=f"finalize: {completion_reason}",
             state_row=state,
@@ -165,140 +195,32 @@ class BatchFinalizer:
         essays = session.scalars(
             select(CJProcessedEssay).where(CJProcessedEssay.cj_batch_id == batch_id)
         ).all()
-        comparisons = successful_comparisons(session, batch_id)
-        if comparisons.empty:
-            raise FinalizationError(
-                f"batch {batch_id} has no successful comparisons to score; "
-                "check the judge's errors with `cj batch inspect`"
-            )
-        bt, alpha = _fit(comparisons)
-        scores = bt.scores
+        bt, alpha = _fit_batch(session, batch_id)
 
         self._step("store_scores")
-        for essay in essays:
-            if essay.els_essay_id in scores.index:
-                row = scores.loc[essay.els_essay_id]
-                essay.current_bt_score = float(row["theta"])
-                essay.current_bt_se = float(row["se"])
-                essay.comparison_count = int(row["n_comparisons"])
-            else:
-                essay.current_bt_score = None
-                essay.current_bt_se = None
-                essay.comparison_count = 0
+        _store_scores(essays, bt.scores)
 
         self._step("project")
-        instr = session.scalars(
-            select(AssessmentInstruction).where(
-                AssessmentInstruction.assignment_id == upload.assignment_id
-            )
-        ).one_or_none()
-        grade_scale = instr.grade_scale if instr else "eng5_np_legacy_9_step"
-        anchor_grades = _anchor_grades(session, upload, essays, grade_scale)
-        # An anchor without a successful comparison has no θ and cannot inform calibration;
-        # it is left out and named in the metadata rather than blocking every projection.
-        scored_anchor_grades, unscored_anchors = scored_anchors(anchor_grades, scores)
-        projection = None
-        unavailable: ProjectionUnavailable | None = None
-        try:
-            projection = project_grades(scores, scored_anchor_grades, scale=grade_scale)
-        except ProjectionUnavailable as err:
-            unavailable = err
+        outcome = _project(session, upload, essays, bt.scores)
 
         self._step("store_projections")
-        session.execute(delete(GradeProjection).where(GradeProjection.cj_batch_id == batch_id))
-        labels = list(projection.scale.all_labels) if projection is not None else []
-        if projection is not None:
-            for essay_id, row in projection.grades.iterrows():
-                session.add(
-                    GradeProjection(
-                        els_essay_id=str(essay_id),
-                        cj_batch_id=batch_id,
-                        primary_grade=str(row["primary_grade"]),
-                        grade_scale=grade_scale,
-                        confidence_score=float(row["confidence_score"]),
-                        confidence_label=str(row["confidence_label"]),
-                        probabilities={g: float(row[g]) for g in labels},
-                        calculation_metadata={
-                            "expected_grade_index": float(row["expected_grade_index"]),
-                            "bt_score": float(scores.loc[essay_id, "theta"]),
-                            "bt_se": float(scores.loc[essay_id, "se"]),
-                            "method": "anchor_calibrated_normal",
-                            "n_anchors": len(scored_anchor_grades),
-                            "cjlib_version": __version__,
-                        },
-                    )
-                )
-        session.flush()
-        n_projections = len(projection.grades) if projection is not None else 0
+        n_projections = _store_projections(session, batch_id, outcome, bt.scores)
 
         self._step("events")
         now = utc_now()
-        correlation_id = uuid.UUID(upload.event_correlation_id)
-        students = [e for e in essays if not e.is_anchor]
-        scored_students = [e.els_essay_id for e in students if e.els_essay_id in scores.index]
-        failed_students = [e.els_essay_id for e in students if e.els_essay_id not in scores.index]
-        meta = dict(upload.processing_metadata or {})
-        meta.update(
-            completion_reason=completion_reason,
-            bt_alpha=alpha,
-            bt_engine=bt.engine,
-            bt_se_method=bt.se_method,
-            bt_connected=bool(bt.connected),
-            reliability=_finite(bt.reliability),
-            separation=_finite(bt.separation),
-            grade_scale=grade_scale,
-            projection_available=projection is not None,
-            projection_unavailable_reason=unavailable.reason if unavailable else None,
-            projection_unavailable_message=str(unavailable) if unavailable else None,
-            unscored_anchors=unscored_anchors,
-            unscored_essays=sorted(
-                e.els_essay_id for e in essays if e.els_essay_id not in scores.index
-            ),
-        )
-        if projection is not None:
-            check = projection.anchor_check
-            meta["anchor_check"] = {
-                "inversions": len(check.inversions),
-                "kendall_tau_b": _finite(check.kendall_tau_b),
-                "spearman_rho": _finite(check.spearman_rho),
-            }
-        final_status = CJBatchStatusEnum.COMPLETE_STABLE
-        common = {
-            "cj_batch_id": batch_id,
-            "bos_batch_id": upload.bos_batch_id,
-            "status": final_status.value,
-            "projection_available": projection is not None,
-            "projection_unavailable_reason": unavailable.reason if unavailable else None,
-            "correlation_id": str(correlation_id),
-            "occurred_at": now.isoformat(),
-        }
-        session.add(
-            _event(
-                EVENT_COMPLETED,
-                common,
-                completion_reason=completion_reason,
-                scored_student_ids=scored_students,
-                failed_student_ids=failed_students,
-            )
-        )
-        session.add(
-            _event(
-                EVENT_RESULT_PUBLISHED,
-                common,
-                assignment_id=upload.assignment_id,
-                grade_scale=grade_scale,
-                reliability=_finite(bt.reliability),
-                essays=_published_essays(essays, scores, projection, anchor_grades),
-            )
-        )
+        for event in _events(upload, essays, bt, outcome, completion_reason, now):
+            session.add(event)
 
         self._step("complete")
-        upload.status = final_status
+        upload.status = CJBatchStatusEnum.COMPLETE_STABLE
         upload.completed_at = now
-        upload.processing_metadata = meta
+        upload.processing_metadata = {
+            **(upload.processing_metadata or {}),
+            **_completion_metadata(essays, bt, alpha, outcome, completion_reason),
+        }
         record_state_transition(
             session, batch_id, CoreCJState.COMPLETED,
-            reason=f"scored {len(scores)} essays, {n_projections} projections "
+            reason=f"scored {len(bt.scores)} essays, {n_projections} projections "
             f"({completion_reason})",
             state_row=state,
         )  # fmt: skip
@@ -306,12 +228,12 @@ class BatchFinalizer:
         return FinalizationResult(
             cj_batch_id=batch_id,
             already_final=False,
-            status=final_status.value,
+            status=CJBatchStatusEnum.COMPLETE_STABLE.value,
             state=CoreCJState.COMPLETED.value,
             completion_reason=completion_reason,
             projection_count=n_projections,
-            projection_unavailable_reason=unavailable.reason if unavailable else None,
-            scored_essays=len(scores),
+            projection_unavailable_reason=outcome.unavailable_reason,
+            scored_essays=len(bt.scores),
             reliability=_finite(bt.reliability),
             bt_alpha=alpha,
         )
@@ -345,32 +267,194 @@ def _finite(value: Any) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def _anchor_grades(
-    session: Session, upload: CJBatchUpload, essays: list[CJProcessedEssay], grade_scale: str
-) -> dict[str, str]:
-    """Anchor essay id → grade, for essays whose ``is_anchor`` column is true.
+@dataclass(frozen=True)
+class _ProjectionOutcome:
+    """The grade projection of a batch, or why there is none."""
 
-    The grade comes from the essay's metadata (``anchor_grade``), else from the assignment's
-    anchor references by label. Anchors are recognised by the column only, never by id.
-    """
-    refs = {
-        r.anchor_label: r.grade
-        for r in session.scalars(
-            select(AnchorEssayReference).where(
-                AnchorEssayReference.assignment_id == upload.assignment_id,
-                AnchorEssayReference.grade_scale == grade_scale,
+    grade_scale: str
+    anchor_grades: dict[str, str]
+    scored_anchor_grades: dict[str, str]
+    unscored_anchors: list[str]
+    projection: Projection | None
+    unavailable: ProjectionUnavailable | None
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        return self.unavailable.reason if self.unavailable is not None else None
+
+
+def _close_pending_pairs(session: Session, state: CJBatchState) -> None:
+    """Record pairs that never got a result as failed, so none is pending after COMPLETED."""
+    closed = session.execute(
+        update(CJComparisonPair)
+        .where(
+            CJComparisonPair.cj_batch_id == state.batch_id,
+            CJComparisonPair.winner.is_(None),
+        )
+        .values(
+            winner=ComparisonWinner.ERROR,
+            error_code=CLOSED_AT_FINALIZATION,
+            completed_at=utc_now(),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if closed:
+        state.failed_comparisons += closed
+        log.warning("batch %s: %d pending pairs closed as failed", state.batch_id, closed)
+
+
+def _fit_batch(session: Session, batch_id: int) -> tuple[BTResult, float]:
+    comparisons = decided_comparisons(session, batch_id)
+    if comparisons.empty:
+        raise FinalizationError(
+            f"batch {batch_id} has no successful comparisons to score; "
+            "check the judge's errors with `cj batch inspect`"
+        )
+    return _fit(comparisons)
+
+
+def _store_scores(essays: Sequence[CJProcessedEssay], scores: pd.DataFrame) -> None:
+    for essay in essays:
+        if essay.els_essay_id in scores.index:
+            row = scores.loc[essay.els_essay_id]
+            essay.current_bt_score = float(row["theta"])
+            essay.current_bt_se = float(row["se"])
+            essay.comparison_count = int(row["n_comparisons"])
+        else:
+            essay.current_bt_score = None
+            essay.current_bt_se = None
+            essay.comparison_count = 0
+
+
+def _project(
+    session: Session,
+    upload: CJBatchUpload,
+    essays: Sequence[CJProcessedEssay],
+    scores: pd.DataFrame,
+) -> _ProjectionOutcome:
+    grade_scale = grade_scale_for(session, upload.assignment_id)
+    references = anchor_references(session, upload.assignment_id, grade_scale)
+    grades = {
+        e.els_essay_id: anchor_grade(e.els_essay_id, e.is_anchor, e.processing_metadata, references)
+        for e in essays
+    }
+    anchor_grades = {essay_id: g for essay_id, g in grades.items() if g is not None}
+    # An anchor without a successful comparison has no θ and cannot inform calibration;
+    # it is left out and named in the metadata rather than blocking every projection.
+    scored, unscored = scored_anchors(anchor_grades, scores)
+    projection, unavailable = None, None
+    try:
+        projection = project_grades(scores, scored, scale=grade_scale)
+    except ProjectionUnavailable as err:
+        unavailable = err
+    return _ProjectionOutcome(grade_scale, anchor_grades, scored, unscored, projection, unavailable)
+
+
+def _store_projections(
+    session: Session, batch_id: int, outcome: _ProjectionOutcome, scores: pd.DataFrame
+) -> int:
+    session.execute(delete(GradeProjection).where(GradeProjection.cj_batch_id == batch_id))
+    projection = outcome.projection
+    if projection is None:
+        session.flush()
+        return 0
+    labels = list(projection.scale.all_labels)
+    for essay_id, row in projection.grades.iterrows():
+        session.add(
+            GradeProjection(
+                els_essay_id=str(essay_id),
+                cj_batch_id=batch_id,
+                primary_grade=str(row["primary_grade"]),
+                grade_scale=outcome.grade_scale,
+                confidence_score=float(row["confidence_score"]),
+                confidence_label=str(row["confidence_label"]),
+                probabilities={g: float(row[g]) for g in labels},
+                calculation_metadata={
+                    "expected_grade_index": float(row["expected_grade_index"]),
+                    "bt_score": float(scores.loc[essay_id, "theta"]),
+                    "bt_se": float(scores.loc[essay_id, "se"]),
+                    "method": "anchor_calibrated_normal",
+                    "n_anchors": len(outcome.scored_anchor_grades),
+                    "cjlib_version": __version__,
+                },
             )
         )
+    session.flush()
+    return len(projection.grades)
+
+
+def _completion_metadata(
+    essays: Sequence[CJProcessedEssay],
+    bt: BTResult,
+    alpha: float,
+    outcome: _ProjectionOutcome,
+    completion_reason: str,
+) -> dict[str, Any]:
+    """What the finalizer adds to the upload's ``processing_metadata``."""
+    unavailable = outcome.unavailable
+    meta: dict[str, Any] = {
+        "completion_reason": completion_reason,
+        "bt_alpha": alpha,
+        "bt_engine": bt.engine,
+        "bt_se_method": bt.se_method,
+        "bt_connected": bool(bt.connected),
+        "reliability": _finite(bt.reliability),
+        "separation": _finite(bt.separation),
+        "grade_scale": outcome.grade_scale,
+        "projection_available": outcome.projection is not None,
+        "projection_unavailable_reason": outcome.unavailable_reason,
+        "projection_unavailable_message": str(unavailable) if unavailable else None,
+        "unscored_anchors": outcome.unscored_anchors,
+        "unscored_essays": sorted(
+            e.els_essay_id for e in essays if e.els_essay_id not in bt.scores.index
+        ),
     }
-    grades: dict[str, str] = {}
-    for essay in essays:
-        if not essay.is_anchor:
-            continue
-        meta = essay.processing_metadata or {}
-        grade = meta.get("anchor_grade") or refs.get(meta.get("anchor_label", essay.els_essay_id))
-        if grade is not None:
-            grades[essay.els_essay_id] = grade
-    return grades
+    if outcome.projection is not None:
+        check = outcome.projection.anchor_check
+        meta["anchor_check"] = {
+            "inversions": len(check.inversions),
+            "kendall_tau_b": _finite(check.kendall_tau_b),
+            "spearman_rho": _finite(check.spearman_rho),
+        }
+    return meta
+
+
+def _events(
+    upload: CJBatchUpload,
+    essays: Sequence[CJProcessedEssay],
+    bt: BTResult,
+    outcome: _ProjectionOutcome,
+    completion_reason: str,
+    now: datetime,
+) -> tuple[EventOutbox, EventOutbox]:
+    """The completion event and the rich result event of a finalized batch."""
+    scores = bt.scores
+    students = [e for e in essays if not e.is_anchor]
+    common = {
+        "cj_batch_id": upload.id,
+        "bos_batch_id": upload.bos_batch_id,
+        "status": CJBatchStatusEnum.COMPLETE_STABLE.value,
+        "projection_available": outcome.projection is not None,
+        "projection_unavailable_reason": outcome.unavailable_reason,
+        "correlation_id": str(uuid.UUID(upload.event_correlation_id)),
+        "occurred_at": now.isoformat(),
+    }
+    completed = _event(
+        EVENT_COMPLETED,
+        common,
+        completion_reason=completion_reason,
+        scored_student_ids=[e.els_essay_id for e in students if e.els_essay_id in scores.index],
+        failed_student_ids=[e.els_essay_id for e in students if e.els_essay_id not in scores.index],
+    )
+    published = _event(
+        EVENT_RESULT_PUBLISHED,
+        common,
+        assignment_id=upload.assignment_id,
+        grade_scale=outcome.grade_scale,
+        reliability=_finite(bt.reliability),
+        essays=_published_essays(essays, scores, outcome.projection, outcome.anchor_grades),
+    )
+    return completed, published
 
 
 def _event(event_type: str, common: dict[str, Any], **body: Any) -> EventOutbox:
@@ -384,9 +468,9 @@ def _event(event_type: str, common: dict[str, Any], **body: Any) -> EventOutbox:
 
 
 def _published_essays(
-    essays: list[CJProcessedEssay],
+    essays: Sequence[CJProcessedEssay],
     scores: pd.DataFrame,
-    projection: Any,
+    projection: Projection | None,
     anchor_grades: dict[str, str],
 ) -> list[dict[str, Any]]:
     """Every essay's score, SE, rank, anchor flag and projected grade, for the rich event."""

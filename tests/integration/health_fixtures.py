@@ -237,8 +237,8 @@ stalled_batch = _fixture(
 )  # fmt: skip
 quiet_batch = _fixture(
     "quiet", W.WAITING_CALLBACKS, S.PERFORMING_COMPARISONS,
-    {"idle_seconds": 15 * MINUTE, "completed": 4},
-    "WAITING_CALLBACKS idle for 15 min: in progress by default, stalled at a 10 min limit.",
+    {"idle_seconds": MINUTE, "completed": 4},
+    "WAITING_CALLBACKS idle for 1 min: in progress by default (2 min), stalled at a 30 s limit.",
 )  # fmt: skip
 failed_batch = _fixture(
     "failed", W.FAILED, S.ERROR_PROCESSING, {"idle_seconds": HOUR, "completed": 2},

@@ -8,7 +8,7 @@ import sys
 import pytest
 from sqlalchemy import inspect
 
-from cjlib.cli import main
+from cjlib.cli.main import main
 from cjlib.db import get_engine, head_revision
 from tests.conftest import BACKENDS
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cjlib.cli import main
+from cjlib.cli.main import main
 from tests.conftest import BACKENDS
 from tests.integration.workflow_helpers import count, small_dataset, transitions
 

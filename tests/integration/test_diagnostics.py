@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, inspect, text, update
 
-from cjlib.cli import main
+from cjlib.cli.main import main
 from cjlib.db import MIGRATIONS_DIR, get_engine, session_scope, upgrade
 from cjlib.db.models import CJComparisonPair, CoreCJState, utc_now
 from cjlib.db.repository import record_state_transition
@@ -28,7 +28,6 @@ from cjlib.diagnostics import (
     judge_health,
     parse_duration,
 )
-from cjlib.diagnostics import main as diagnostics_main
 from cjlib.errors import NotFoundError, UsageError
 from tests.conftest import BACKENDS
 from tests.integration import health_fixtures as fx
@@ -167,13 +166,14 @@ def test_python_rule_agrees_with_sql_rule_on_every_fixture(shared):
 
 
 def test_default_thresholds_are_the_ones_built_into_the_view():
-    assert HealthThresholds(600, 600, 1800) == DEFAULT_THRESHOLDS
+    assert HealthThresholds(600, 600, 120) == DEFAULT_THRESHOLDS
     # Read the numbers from the view's SQL, so a change on either side alone fails.
     import importlib
     import re
 
-    view = importlib.import_module("cjlib.db.migrations.versions.0002_cj_batch_health_view")
-    sql = view._VIEW_SQL
+    # The newest revision that defines the view.
+    view = importlib.import_module("cjlib.db.migrations.versions.0003_batch_workers")
+    sql = view._view_sql("postgresql")
     stuck = re.search(r"seconds_since_last_activity > (\d+) THEN 'stuck_finalization'", sql)
     scoring = re.search(r"seconds_in_state > (\d+) THEN 'long_scoring'", sql)
     stalled = re.search(r"seconds_since_last_activity > (\d+) THEN 'stalled_callbacks'", sql)
@@ -212,7 +212,11 @@ def _row(**overrides):
             ),
             "stuck_finalization",
         ),
-        (_row(upload_status="COMPLETE_STABLE", seconds_since_last_activity=600.0), "in_progress"),
+        # Not yet stuck at exactly 600 s, but silent past the 120 s stall limit.
+        (
+            _row(upload_status="COMPLETE_STABLE", seconds_since_last_activity=600.0),
+            "stalled_callbacks",
+        ),
         (
             _row(
                 upload_status="COMPLETE_STABLE",
@@ -223,7 +227,9 @@ def _row(**overrides):
         ),
         (_row(cj_state="SCORING", seconds_in_state=601.0), "long_scoring"),
         (_row(cj_state="SCORING", completed_comparisons=9, seconds_in_state=601.0), "in_progress"),
-        (_row(seconds_since_last_activity=1801.0), "stalled_callbacks"),
+        (_row(seconds_since_last_activity=121.0), "stalled_callbacks"),
+        (_row(seconds_since_last_activity=120.0), "in_progress"),
+        (_row(cj_state="GENERATING_PAIRS", seconds_since_last_activity=121.0), "stalled_callbacks"),
         (_row(seconds_since_last_activity=None), "in_progress"),
         (_row(cj_state=None), "in_progress"),
         (_row(cj_state="COMPLETED", seconds_since_last_activity=1e6), "ok"),
@@ -280,7 +286,7 @@ def test_no_alert_fires_on_healthy_batches(engine):
 
 
 def test_lower_stalled_threshold_makes_a_quiet_batch_stalled(shared):
-    strict = HealthThresholds(stalled_after=parse_duration("10m"))
+    strict = HealthThresholds(stalled_after=parse_duration("30s"))
     assert _alert_ids(health_alerts(shared.engine, strict))["stalled_callbacks"] == {
         shared.ids["stalled"],
         shared.ids["quiet"],
@@ -444,10 +450,10 @@ def test_cli_health_exits_0_when_nothing_fires(db_url, engine, capsys):
 
 
 def test_cli_health_json_uses_threshold_options(shared, capsys):
-    args = ["health", "--json", "--stalled-after", "10m", "--stuck-after", "1h"]
+    args = ["health", "--json", "--stalled-after", "30s", "--stuck-after", "1h"]
     assert main([*args, "--database-url", shared.url]) == 3
     data = json.loads(capsys.readouterr().out)
-    assert data["thresholds"]["stalled_after"] == 600
+    assert data["thresholds"]["stalled_after"] == 30
     stalled = {a["cj_batch_id"] for a in data["alerts"]["stalled_callbacks"]}
     # Not stuck under a 1 h limit, the stuck batch (idle 20 min) now counts as stalled.
     assert stalled == {shared.ids[name] for name in ("stalled", "quiet", "stuck")}
@@ -459,7 +465,7 @@ def test_cli_health_bad_duration_exits_2_with_message(shared, capsys):
     assert "cannot read duration 'soon'" in capsys.readouterr().err
 
 
-def test_python_m_diagnostics_behaves_like_cj_batch_inspect(tmp_path, capsys):
+def test_python_m_cjlib_cli_batch_inspect_behaves_like_cj_batch_inspect(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'cj.sqlite3'}"
     engine = get_engine(url)
     upgrade(engine)
@@ -467,8 +473,9 @@ def test_python_m_diagnostics_behaves_like_cj_batch_inspect(tmp_path, capsys):
     engine.dispose()
     assert main(["batch", "inspect", str(batch_id), "--json", "--database-url", url]) == 0
     via_cj = json.loads(capsys.readouterr().out)
+    inspect_args = ["batch", "inspect", str(batch_id), "--json", "--database-url", url]
     done = subprocess.run(
-        [sys.executable, "-m", "cjlib.diagnostics", str(batch_id), "--json", "--database-url", url],
+        [sys.executable, "-m", "cjlib.cli", *inspect_args],
         capture_output=True,
         text=True,
         check=False,
@@ -479,5 +486,5 @@ def test_python_m_diagnostics_behaves_like_cj_batch_inspect(tmp_path, capsys):
         for key in ("seconds_since_last_activity", "seconds_in_state"):
             data["health_row"].pop(key)
     assert via_module == via_cj
-    assert diagnostics_main(["999", "--database-url", url]) == 1
+    assert main(["batch", "inspect", "999", "--database-url", url]) == 1
     assert capsys.readouterr().err.strip() == "error: no CJ batch with id 999"

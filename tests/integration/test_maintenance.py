@@ -6,10 +6,10 @@ import json
 import re
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, func, inspect, select
+from sqlalchemy import URL, Column, Integer, MetaData, Table, func, inspect, make_url, select, text
 
 from cjlib import maintenance
-from cjlib.cli import main
+from cjlib.cli.main import main
 from cjlib.db import current_revision, get_engine, head_revision, session_scope, upgrade
 from cjlib.db.models import (
     AnchorEssayReference,
@@ -23,7 +23,7 @@ from cjlib.db.models import (
     EventOutbox,
     GradeProjection,
 )
-from cjlib.errors import GuardRefused, NotFoundError
+from cjlib.errors import DatabaseURLError, GuardRefused, NotFoundError
 from cjlib.maintenance import (
     cleanup_assignment,
     cleanup_batch,
@@ -122,7 +122,8 @@ def test_guard_refuses_other_backends(development):
 @pytest.mark.parametrize("env", ["production", "prod", "staging", " Production "])
 def test_guard_refuses_protected_environments_even_for_local_sqlite(monkeypatch, env):
     monkeypatch.setenv("CJ_ENVIRONMENT", env)
-    with pytest.raises(GuardRefused, match=f"CJ_ENVIRONMENT={env.strip().lower()} is protected"):
+    expected = f"CJ_ENVIRONMENT='{env.strip()}' is not a development or test environment"
+    with pytest.raises(GuardRefused, match=re.escape(expected)):
         ensure_disposable_database("sqlite:///data/cj.sqlite3")
 
 
@@ -136,7 +137,7 @@ def test_cli_cleanup_in_production_exits_2_and_touches_nothing(db_url, engine, m
     batch_id = fx.completed_batch(engine)
     monkeypatch.setenv("CJ_ENVIRONMENT", "production")
     assert main(["batch", "cleanup", str(batch_id), "--database-url", db_url]) == 2
-    assert "is protected" in capsys.readouterr().err
+    assert "is not a development or test environment" in capsys.readouterr().err
     assert _rows_of(engine, batch_id)["cj_batch_uploads"] == 1
 
 
@@ -290,3 +291,69 @@ def test_cli_reset_with_yes_empties_a_sqlite_database(development, tmp_path, cap
     assert _count(engine, CJBatchUpload) == 0
     assert current_revision(engine) == head_revision()
     engine.dispose()
+
+
+# --- the server's own answer --------------------------------------------------------------
+
+
+@pytest.fixture
+def local_postgres(postgres_server) -> str:
+    url = postgres_server.create_database("cj_guard")
+    engine = get_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.mark.postgres
+def test_server_answers_loopback_over_tcp_and_null_over_a_unix_socket(development, local_postgres):
+    tcp = get_engine(local_postgres)
+    assert maintenance.server_address(tcp) == "127.0.0.1"
+    ensure_disposable_database(tcp)
+    tcp.dispose()
+    tcp_url = make_url(local_postgres)
+    url = URL.create(tcp_url.drivername, username=tcp_url.username, database=tcp_url.database)
+    try:
+        unix = get_engine(url.render_as_string(hide_password=False))
+    except DatabaseURLError as err:
+        pytest.skip(f"no unix socket to the test server here: {err}")
+    assert maintenance.server_address(unix) is None
+    ensure_disposable_database(unix)
+    unix.dispose()
+
+
+@pytest.mark.postgres
+def test_guard_refuses_when_the_server_answers_on_a_non_loopback_address(
+    development, local_postgres, monkeypatch
+):
+    # No remote server is reachable from the tests; what the guard does with the answer is.
+    monkeypatch.setattr(maintenance, "server_address", lambda engine: "192.0.2.7")
+    engine = get_engine(local_postgres)
+    with pytest.raises(GuardRefused, match=re.escape("the server answered on 192.0.2.7")):
+        reset_database(engine)
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_reset_of_a_foreign_postgres_database_needs_force_foreign(development, postgres_server):
+    url = postgres_server.create_database("cj_foreign")
+    engine = get_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE invoices (id integer)"))
+    with pytest.raises(GuardRefused, match=r"not a cj database \(it holds invoices\)"):
+        reset_database(engine)
+    assert inspect(engine).get_table_names() == ["invoices"]
+    assert reset_database(engine, force_foreign=True) == head_revision()
+    assert "invoices" not in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+@pytest.mark.parametrize("batch_id", [2**31, 3_000_000_000, 2**63 - 1])
+def test_cleanup_of_an_id_beyond_the_column_is_not_found_on_both_backends(
+    development, engine, batch_id
+):
+    fx.completed_batch(engine)
+    with pytest.raises(NotFoundError, match=f"no CJ batch with id {batch_id}"):
+        cleanup_batch(engine, batch_id)
+    assert _count(engine, CJBatchUpload) == 1

@@ -22,6 +22,7 @@ EXPECTED_TABLES = {
     "assessment_instructions",
     "cj_content",
     "event_outbox",
+    "cj_judge_calls",
 }
 
 

@@ -11,23 +11,22 @@ import nbformat
 import pytest
 from sqlalchemy import text
 
-from cjlib import report
-from cjlib.cli import main as cli_main
+from cjlib.cli.main import main as cli_main
 from cjlib.datasets import generate_eng5_dataset
 from cjlib.db import get_engine, upgrade
 from cjlib.errors import DatasetError, PipelineError, UsageError
+from cjlib.notebook import read_batch_record, write_batch_record
 from cjlib.pipeline import (
     NOTEBOOKS,
     REPORT_HTML,
     check_kernel,
     execute_notebook,
     export_report,
-    fill_parameters,
     parse_parameters,
-    read_batch_record,
     run_pipeline,
-    write_batch_record,
 )
+from cjlib.report.checklist import CHECKS
+from cjlib.report.figures import FIGURES
 from cjlib.workflow import execute_batch, register_anchors
 from cjlib.workflow.artefacts import EXECUTE_RECORD, validate_assessment_run
 
@@ -96,14 +95,14 @@ def test_pipeline_runs_notebooks_and_exports_report_without_code(
     assert 'class="jp-InputPrompt' not in html
     assert "build_report(" not in html and "fill_parameters(" not in html
     # Every figure is embedded, none is linked.
-    assert html.count(PNG) >= len(report.FIGURES)
+    assert html.count(PNG) >= len(FIGURES)
     assert html.count(PNG) == _png_outputs(executed[-1])
     assert not re.search(r'<img[^>]*src="(?!data:)', html)
     # No warning or traceback leaked into the report.
     assert 'data-mime-type="application/vnd.jupyter.stderr"' not in html
     # A healthy batch passes every line of the checklist.
     rows = _checklist_rows(html)
-    assert [check for _, check in rows] == list(report.CHECKS)
+    assert [check for _, check in rows] == list(CHECKS)
     assert {status for status, _ in rows} == {"pass"}
     assert f"cj_batch_id {batch['cj_batch_id']}" in html
 
@@ -152,7 +151,7 @@ def test_report_on_batch_with_flipped_anchor_flag_shows_failing_lines(tmp_path):
     html = export_report(executed, run_dir / REPORT_HTML).read_text(encoding="utf-8")
 
     failing = {check for status, check in _checklist_rows(html) if status == "fail"}
-    assert failing == {report.CHECKS[0], report.CHECKS[5]}
+    assert failing == {CHECKS[0], CHECKS[5]}
     assert "eng5_anchor_03 (column false, metadata true)" in html
     assert "anchor_flag_drift" in html
 
@@ -217,14 +216,6 @@ def test_parse_parameters_reads_json_values_and_keeps_other_text():
         parse_parameters(["no-equals-sign"])
 
 
-def test_fill_parameters_fills_only_none_values_from_environment(monkeypatch):
-    monkeypatch.setenv("CJ_NOTEBOOK_PARAMETERS", json.dumps({"run_dir": "/r", "seed": 9}))
-    assert fill_parameters(run_dir=None, seed=1, other=None) == ("/r", 1, None)
-    monkeypatch.setenv("CJ_NOTEBOOK_PARAMETERS", "[1, 2]")
-    with pytest.raises(UsageError):
-        fill_parameters(run_dir=None)
-
-
 def test_check_kernel_accepts_venv_kernel_and_refuses_other_interpreter(tmp_path, monkeypatch):
     assert check_kernel() == "python3"
     spec_dir = tmp_path / "kernels" / "python3"
@@ -244,7 +235,7 @@ def test_check_kernel_accepts_venv_kernel_and_refuses_other_interpreter(tmp_path
 
 
 def test_committed_notebooks_have_no_outputs_and_exactly_one_parameters_cell():
-    folder = Path(__file__).resolve().parents[2] / "notebooks"
+    folder = Path(__file__).resolve().parents[2] / "cjlib" / "notebooks"
     for name in NOTEBOOKS:
         nb = nbformat.read(str(folder / f"{name}.ipynb"), as_version=4)
         nbformat.validate(nb)

@@ -8,8 +8,9 @@ import pytest
 
 from cjlib.db.models import CoreCJState
 from cjlib.errors import BatchRefused, CompletionTimeout
+from cjlib.provenance import sha256_file
 from cjlib.workflow import execute_batch, verify_anchors
-from cjlib.workflow.artefacts import sha256_file, validate_assessment_run
+from cjlib.workflow.artefacts import validate_assessment_run
 from cjlib.workflow.callbacks import CallbackOutcome, record_callback
 from tests.integration.workflow_helpers import (
     ASSIGNMENT,
@@ -192,10 +193,11 @@ def test_duplicate_unknown_and_late_callbacks_change_nothing(engine, dataset, tm
     BatchFinalizer(engine).finalize_scoring(b)
     late = record_callback(engine, pair.request_correlation_id, winner="essay_a")
     assert late is CallbackOutcome.LATE
-    assert (
-        rows(engine, "SELECT winner FROM cj_comparison_pairs WHERE id = :i", i=pair.id)[0][0]
-        is None
-    )
+    # Finalization closed the pending pair as failed; the late answer did not change it.
+    closed = rows(
+        engine, "SELECT winner, error_code FROM cj_comparison_pairs WHERE id = :i", i=pair.id
+    )[0]
+    assert tuple(closed) == ("error", "closed_at_finalization")
 
 
 def test_timeout_leaves_batch_waiting_for_diagnostics(engine, dataset, tmp_path):
@@ -280,7 +282,7 @@ def test_git_revision_is_the_checkout_of_the_code_not_the_working_directory(tmp_
     from pathlib import Path
 
     import cjlib
-    from cjlib.workflow.artefacts import git_revision
+    from cjlib.provenance import git_revision
 
     repo = Path(cjlib.__file__).resolve().parent.parent
     expected = subprocess.run(

@@ -25,7 +25,8 @@ from cjlib.errors import DatasetError, UsageError
 from cjlib.grades import ENG5_ANCHOR_GRADES
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMITTED = ROOT / ENG5_DATASET_DIR
+#: The data set committed in the repository and shipped as package data.
+COMMITTED = ROOT / "cjlib" / "sample_data" / "eng5_np_2016"
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -181,9 +182,9 @@ def test_default_dataset_dir_prefers_the_current_directory(tmp_path, monkeypatch
     assert default_dataset_dir() == tmp_path / ENG5_DATASET_DIR
 
 
-def test_default_dataset_dir_falls_back_to_the_repository(tmp_path, monkeypatch):
+def test_default_dataset_dir_falls_back_to_the_packaged_copy(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert default_dataset_dir() == COMMITTED
+    assert default_dataset_dir().resolve() == COMMITTED.resolve()
 
 
 # --- loader ------------------------------------------------------------------------------------

@@ -192,7 +192,7 @@ def test_unknown_judge_name_lists_the_choices():
         make_judge("gpt-judge", abilities=ABILITIES)
     assert "unknown judge 'gpt-judge'" in str(info.value)
     assert all(name in str(info.value) for name in ("simulated", "mock"))
-    assert set(JUDGE_NAMES) == {"simulated", "mock"}
+    assert set(JUDGE_NAMES) == {"simulated", "mock", "llm", "replay"}
 
 
 def test_simulated_judge_needs_abilities_and_known_parameters():

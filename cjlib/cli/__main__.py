@@ -1,0 +1,5 @@
+"""``python -m cjlib.cli …`` runs ``cj …``."""
+
+from cjlib.cli.main import run
+
+run()

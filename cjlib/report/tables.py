@@ -1,0 +1,328 @@
+"""The report's tables: run summary, reliability, anchors, calibration, accuracy, judges, health.
+
+Each function takes a :class:`~cjlib.report.assembly.BatchReport` (or its frames) and returns a
+plain :class:`pandas.DataFrame`; :func:`cjlib.notebook.html_table` renders any of them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sqlalchemy import Engine
+
+from cjlib.db.models import utc_now
+from cjlib.errors import NotFoundError
+from cjlib.notebook import format_value
+from cjlib.provenance import git_revision, versions
+from cjlib.report.assembly import BatchReport
+from cjlib.report.loading import DECIDED, BatchRecord
+
+#: Confidence level of the binomial intervals of the position-A win share.
+POSITION_CI_LEVEL = 0.95
+
+
+def _frames_of(rep: BatchReport | BatchRecord) -> BatchRecord:
+    return rep.frames if isinstance(rep, BatchReport) else rep
+
+
+def _duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return "–"
+    seconds = round((end - start).total_seconds())
+    minutes, secs = divmod(seconds, 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def _metric_table(rows: list[tuple[str, Any, str]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [(m, format_value(v), note) for m, v, note in rows], columns=["metric", "value", "meaning"]
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+def _judge(run: dict[str, Any]) -> Any:
+    judge = run.get("judge")
+    if run.get("judge_id") and run.get("judge_id") != judge:
+        return f"{judge} ({run['judge_id']})"
+    return judge
+
+
+def _identity_rows(frames: BatchRecord) -> list[tuple[str, Any]]:
+    upload, run = frames.upload, frames.run
+    return [
+        ("CJ batch id", upload.id),
+        ("BOS batch id", upload.bos_batch_id),
+        ("batch label", upload.batch_label),
+        ("assignment / course", f"{upload.assignment_id} / {upload.course_id}"),
+        ("grade scale", frames.grade_scale),
+        ("judge", _judge(run)),
+        ("judge parameters", ", ".join(f"{k}={v}" for k, v in run.get("judge_params", {}).items())),
+        ("seed", run.get("seed")),
+        ("comparison budget", run.get("max_comparisons")),
+    ]
+
+
+def _outcome_rows(frames: BatchRecord) -> list[tuple[str, Any]]:
+    upload, run, meta = frames.upload, frames.run, frames.metadata
+    state = frames.state
+    anchors = int(frames.essays["is_anchor"].sum())
+    return [
+        (
+            "comparisons",
+            f"{(state.submitted_comparisons if state else '–')} submitted, "
+            f"{(state.completed_comparisons if state else '–')} completed, "
+            f"{(state.failed_comparisons if state else '–')} failed",
+        ),
+        (
+            "essays",
+            f"{anchors} anchors, {len(frames.essays) - anchors} students",
+        ),
+        (
+            "outcome",
+            f"{upload.status} / {(state.state if state else '–')}, "
+            f"{meta.get('completion_reason') or 'no completion reason'}",
+        ),
+        ("data set", run.get("dataset")),
+        ("created", upload.created_at),
+        ("completed", upload.completed_at),
+        ("run time", _duration(upload.created_at, upload.completed_at)),
+    ]
+
+
+def _provenance_rows() -> list[tuple[str, Any]]:
+    return [
+        ("versions", ", ".join(f"{k} {v}" for k, v in versions().items())),
+        ("git revision", git_revision() or "not in a git checkout"),
+        ("report generated", utc_now()),
+    ]
+
+
+def run_summary(rep: BatchReport) -> pd.DataFrame:
+    """Ids, parameters, counters, timing, versions and git revision of the batch (field/value)."""
+    rows = [*_identity_rows(rep.frames), *_outcome_rows(rep.frames), *_provenance_rows()]
+    return pd.DataFrame([(k, format_value(v)) for k, v in rows], columns=["field", "value"])
+
+
+# --------------------------------------------------------------------------------------------
+# Scores, anchors, calibration, accuracy
+# --------------------------------------------------------------------------------------------
+
+
+def reliability_table(rep: BatchReport) -> pd.DataFrame:
+    """Scale reliability and fit settings of the batch's BT scores (metric/value/meaning)."""
+    meta = rep.frames.metadata
+    ssr, g = meta.get("reliability"), meta.get("separation")
+    strata = None if g is None else (4 * g + 1) / 3
+    median = float(rep.scores["n_comparisons"].median()) if len(rep.scores) else None
+    return _metric_table(
+        [
+            (
+                "scale separation reliability (SSR)",
+                ssr,
+                "(var θ − mean SE²) / var θ; ≥ 0.7 is usually wanted",
+            ),
+            ("separation G", g, "true SD of θ over the RMSE of θ"),
+            ("strata (4G + 1) / 3", strata, "statistically distinct levels of quality"),
+            ("BT penalty α", meta.get("bt_alpha"), "0 = maximum likelihood"),
+            (
+                "comparison graph strongly connected",
+                meta.get("bt_connected"),
+                "needed for the unpenalised fit",
+            ),
+            ("BT engine / SE method", f"{meta.get('bt_engine')} / {meta.get('bt_se_method')}", ""),
+            ("essays scored", len(rep.scores), ""),
+            ("median comparisons per essay", median, ""),
+        ]
+    )
+
+
+def anchor_check_table(rep: BatchReport) -> pd.DataFrame:
+    """How well anchor θ agree with anchor grades: inversions, Kendall τ-b, Spearman ρ."""
+    if rep.projection is None:
+        return pd.DataFrame(
+            [("projection", rep.projection_error or "unavailable")], columns=["metric", "value"]
+        )
+    check = rep.projection.anchor_check
+    anchors = rep.projection.anchor_grades
+    rows = [
+        ("anchors", len(anchors)),
+        ("distinct anchor grades", anchors.nunique()),
+        ("inverted anchor pairs", len(check.inversions)),
+        ("Kendall τ-b (grade vs θ)", check.kendall_tau_b),
+        ("Spearman ρ (grade vs θ)", check.spearman_rho),
+        ("anchors that never won", ", ".join(map(str, check.zero_win_anchors)) or "none"),
+        ("anchors that never lost", ", ".join(map(str, check.zero_loss_anchors)) or "none"),
+    ]
+    return pd.DataFrame([(m, format_value(v)) for m, v in rows], columns=["metric", "value"])
+
+
+def inversions_table(rep: BatchReport) -> pd.DataFrame:
+    """Anchor pairs whose θ order contradicts their grade order, largest gap first."""
+    if rep.projection is None:
+        return pd.DataFrame(columns=["anchor_low", "grade_low", "anchor_high", "grade_high"])
+    return rep.projection.anchor_check.inversions.copy()
+
+
+def calibration_table(rep: BatchReport) -> pd.DataFrame:
+    """Per grade: centre, boundaries, their SEs, number of anchors and how it was placed."""
+    if rep.projection is None:
+        return pd.DataFrame(columns=["grade"])
+    cal = rep.projection.calibration.reset_index()
+    cal["placed by"] = np.select(
+        [cal["interpolated"], cal["extrapolated"], cal["pooled"]],
+        ["interpolation", "extrapolation", "anchors (pooled)"],
+        default="anchors",
+    )
+    return cal[["grade", "n_anchors", "centre", "centre_se", "lower", "upper", "placed by"]]
+
+
+def accuracy_table(rep: BatchReport) -> pd.DataFrame:
+    """Agreement and calibration of the rebuilt projection with the true grades."""
+    ev = rep.evaluation
+    if ev is None:
+        why = "no true grades are known" if rep.truth is None else "no projection to evaluate"
+        return pd.DataFrame([("evaluation", why, "")], columns=["metric", "value", "meaning"])
+    return _metric_table(
+        [
+            ("students evaluated", ev.n, ""),
+            ("exact agreement", ev.exact_agreement, "primary grade = true grade"),
+            ("majority baseline", ev.majority_baseline, "always guessing the commonest true grade"),
+            ("adjacent agreement", ev.adjacent_agreement, "at most one grade away"),
+            ("quadratic weighted κ", ev.quadratic_weighted_kappa, "1 = perfect, 0 = chance"),
+            ("Spearman ρ", ev.spearman_rho, "expected grade index vs true grade index"),
+            ("Brier score", ev.brier_score, "lower is better"),
+            ("log loss", ev.log_loss, "lower is better"),
+            (
+                "expected calibration error",
+                ev.expected_calibration_error,
+                "|accuracy − confidence|",
+            ),
+            ("mean confidence", ev.mean_confidence, "≈ exact agreement when calibrated"),
+            ("mean probability of the true grade", ev.mean_true_grade_probability, ""),
+        ]
+    )
+
+
+def confusion_table(rep: BatchReport) -> pd.DataFrame | None:
+    """Counts of true grade (rows) by projected primary grade (columns), or None without truth."""
+    if rep.projection is None or rep.truth is None or rep.evaluation is None:
+        return None
+    labels = list(rep.projection.scale.all_labels)
+    grades = rep.projection.grades
+    truth = rep.truth.loc[rep.truth.index.isin(grades.index)]
+    predicted = grades.loc[truth.index, "primary_grade"]
+    table = pd.crosstab(
+        pd.Categorical(truth.to_numpy(), categories=labels),
+        pd.Categorical(predicted.to_numpy(), categories=labels),
+        dropna=False,
+    )
+    table.index.name, table.columns.name = "true grade", "projected grade"
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# Comparisons and judges
+# --------------------------------------------------------------------------------------------
+
+
+def _wilson(k: int, n: int) -> tuple[float, float]:
+    if n == 0:
+        return float("nan"), float("nan")
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=POSITION_CI_LEVEL, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def _wave_label(wave: Any) -> str:
+    return (
+        str(int(wave)) if isinstance(wave, float | np.floating) and wave.is_integer() else str(wave)
+    )
+
+
+def position_table(rep: BatchReport | BatchRecord) -> pd.DataFrame:
+    """Share of decisions won by the essay in position A, per wave and overall, with CIs.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``wave`` (``all`` last), ``decisions``, ``a_wins``, ``a_share``, ``ci_low``,
+        ``ci_high`` (Wilson interval at :data:`POSITION_CI_LEVEL`).
+    """
+    decided = _frames_of(rep).decided
+    rows = []
+    groups = [(_wave_label(w), g) for w, g in decided.groupby("wave", sort=True)]
+    for wave, group in [*groups, ("all", decided)]:
+        n, k = len(group), int((group["winner"] == "essay_a").sum())
+        low, high = _wilson(k, n)
+        rows.append((wave, n, k, k / n if n else float("nan"), low, high))
+    return pd.DataFrame(
+        rows, columns=["wave", "decisions", "a_wins", "a_share", "ci_low", "ci_high"]
+    )
+
+
+def judge_fit_table(rep: BatchReport) -> pd.DataFrame:
+    """Per judge: decisions, infit and outfit (from the refit), errors and position-A share."""
+    comparisons = rep.frames.comparisons
+    per_judge = pd.DataFrame(
+        {
+            "judge_id": comparisons["judge_id"].fillna("unknown"),
+            "decided": comparisons["winner"].isin(DECIDED),
+            "error": comparisons["winner"] == "error",
+            "a_win": comparisons["winner"] == "essay_a",
+        }
+    ).groupby("judge_id", sort=False)
+    table = pd.DataFrame(
+        {
+            "comparisons": per_judge.size(),
+            "errors": per_judge["error"].sum().astype(int),
+            "position_a_share": per_judge["a_win"].sum() / per_judge["decided"].sum(),
+        }
+    )
+    if rep.bt is not None and not rep.bt.judges.empty:
+        table = table.join(rep.bt.judges[["infit", "outfit"]], how="left")
+    else:
+        table["infit"] = table["outfit"] = float("nan")
+    return table.reset_index()
+
+
+# --------------------------------------------------------------------------------------------
+# Health and state log
+# --------------------------------------------------------------------------------------------
+
+
+def batch_health_row(engine: Engine, cj_batch_id: int) -> pd.DataFrame:
+    """The batch's row of the ``cj_batch_health`` view as field/value pairs.
+
+    Raises
+    ------
+    NotFoundError
+        The view has no row for this batch.
+    """
+    from cjlib.diagnostics import batch_health
+
+    frame = batch_health(engine)
+    row = frame.loc[frame["cj_batch_id"] == cj_batch_id]
+    if row.empty:
+        raise NotFoundError(f"no CJ batch with id {cj_batch_id} in the health view")
+    record = row.iloc[0].to_dict()
+    return pd.DataFrame(
+        [
+            (k, format_value(v.to_pydatetime() if isinstance(v, pd.Timestamp) else v))
+            for k, v in record.items()
+        ],
+        columns=["field", "value"],
+    )
+
+
+def transitions_table(rep: BatchReport | BatchRecord) -> pd.DataFrame:
+    """The batch's state transitions in order (``at`` as a UTC string)."""
+    table = _frames_of(rep).transitions.copy()
+    table["at"] = [format_value(v) for v in table["at"]]
+    return table

@@ -1,0 +1,152 @@
+"""Recording judge results in bulk, with the idempotency of single callbacks.
+
+:func:`cjlib.workflow.callbacks.record_callback` writes one result per transaction: right for a
+callback arriving from outside, far too slow for a runner deciding thousands of pairs a second.
+:class:`ResultWriter` buffers results and writes them every ``flush_size`` results or
+``flush_seconds``, whichever comes first, one transaction per flush under the batch's row lock:
+
+- only pairs still pending are updated (a duplicate or a result for a decided pair changes
+  nothing), and a result arriving after the batch is final is dropped as late;
+- the counters move by exactly the rows updated, so they always equal the rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select, update
+
+from cjlib.db import session_scope
+from cjlib.db.models import FINAL_STATES, CJComparisonPair, ComparisonWinner, utc_now
+from cjlib.db.repository import lock_batch_state
+from cjlib.judges import JudgeResult
+
+log = logging.getLogger(__name__)
+
+#: Results buffered before a flush.
+FLUSH_SIZE = 500
+#: Seconds a result may wait in the buffer.
+FLUSH_SECONDS = 1.0
+_IN_CHUNK = 1000
+
+
+@dataclass
+class WriteCounts:
+    """What the writer did so far."""
+
+    applied: int = 0
+    decided: int = 0
+    failed: int = 0
+    duplicates: int = 0
+    late: int = 0
+
+
+def _values(result: JudgeResult, judge_id: str | None) -> dict:
+    failed = result.winner is None
+    values = {
+        "winner": ComparisonWinner.ERROR if failed else ComparisonWinner(result.winner),
+        "confidence": result.confidence,
+        "justification": result.justification,
+        "error_code": (result.error_code or "judge_error") if failed else None,
+    }
+    if judge_id:
+        values["judge_id"] = judge_id
+    return values
+
+
+class ResultWriter:
+    """Buffers judge results for one batch and writes them in bulk.
+
+    Parameters
+    ----------
+    engine : Engine
+    batch_id : int
+    judge_id : str, optional
+        Stored on each decided pair.
+    flush_size, flush_seconds
+        When to write the buffer.
+    on_applied : callable, optional
+        Called with the number of results applied by each flush (progress bars).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        batch_id: int,
+        *,
+        judge_id: str | None = None,
+        flush_size: int = FLUSH_SIZE,
+        flush_seconds: float = FLUSH_SECONDS,
+        on_applied: Callable[[int], None] | None = None,
+    ):
+        self.engine, self.batch_id, self.judge_id = engine, batch_id, judge_id
+        self.flush_size, self.flush_seconds = flush_size, flush_seconds
+        self.on_applied = on_applied
+        self.counts = WriteCounts()
+        self._buffer: dict[str, JudgeResult] = {}
+        self._oldest = 0.0
+
+    def add(self, result: JudgeResult) -> None:
+        """Buffer ``result`` (the first result for a correlation id wins); flush when due."""
+        if result.request_correlation_id in self._buffer:
+            self.counts.duplicates += 1
+            return
+        if not self._buffer:
+            self._oldest = time.monotonic()
+        self._buffer[result.request_correlation_id] = result
+        if len(self._buffer) >= self.flush_size or self.due():
+            self.flush()
+
+    def due(self) -> bool:
+        """Whether the oldest buffered result has waited ``flush_seconds``."""
+        return bool(self._buffer) and time.monotonic() - self._oldest >= self.flush_seconds
+
+    def flush(self) -> int:
+        """Write the buffer in one transaction; returns how many results were applied."""
+        if not self._buffer:
+            return 0
+        results, self._buffer = self._buffer, {}
+        applied = self._write(results)
+        if self.on_applied is not None and applied:
+            self.on_applied(applied)
+        return applied
+
+    def _write(self, results: dict[str, JudgeResult]) -> int:
+        with session_scope(self.engine) as session:
+            state = lock_batch_state(session, self.batch_id)
+            if state.state in FINAL_STATES:
+                self.counts.late += len(results)
+                log.warning("batch %s is final: %d results dropped as late", self.batch_id,
+                            len(results))  # fmt: skip
+                return 0
+            ids = list(results)
+            pending: dict[str, int] = {}
+            for start in range(0, len(ids), _IN_CHUNK):
+                rows = session.execute(
+                    select(CJComparisonPair.request_correlation_id, CJComparisonPair.id).where(
+                        CJComparisonPair.cj_batch_id == self.batch_id,
+                        CJComparisonPair.request_correlation_id.in_(ids[start : start + _IN_CHUNK]),
+                        CJComparisonPair.winner.is_(None),
+                    )
+                ).all()
+                pending.update({rid: pair_id for rid, pair_id in rows})
+            self.counts.duplicates += len(results) - len(pending)
+            if not pending:
+                return 0
+            now = utc_now()
+            rows = [
+                {"id": pair_id, "completed_at": now, **_values(results[rid], self.judge_id)}
+                for rid, pair_id in pending.items()
+            ]
+            session.execute(update(CJComparisonPair), rows)
+            failed = sum(1 for rid in pending if results[rid].winner is None)
+            state.completed_comparisons += len(pending) - failed
+            state.failed_comparisons += failed
+            state.last_activity_at = now
+        self.counts.applied += len(pending)
+        self.counts.decided += len(pending) - failed
+        self.counts.failed += failed
+        return len(pending)

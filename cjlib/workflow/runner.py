@@ -1,0 +1,465 @@
+"""The wave loop of a batch: claim or generate pairs, have them judged, record results in bulk.
+
+One :class:`BatchRunner` is one worker (see :mod:`cjlib.workflow.workers`). Each turn, under
+the batch's row lock, it either claims pending pairs (unclaimed, or owed by a dead worker), or
+— when nothing is left to claim and no live worker still owes results — decides whether the
+batch is done (budget used, every pair compared, scores stable) or generates the next wave.
+The claimed pairs go to the judge, up to ``concurrency`` at a time, and the results are
+written by a :class:`~cjlib.workflow.results.ResultWriter`. ``execute_batch`` runs one fresh
+worker; ``resume_batch`` runs one (or, on PostgreSQL, several at once) on a batch a crash left
+behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, func, insert, select
+
+from cjlib.db import session_scope
+from cjlib.db.models import CJComparisonPair, CoreCJState, utc_now
+from cjlib.db.queries import decided_comparisons
+from cjlib.db.repository import lock_batch_state, record_state_transition
+from cjlib.errors import CompletionTimeout
+from cjlib.judges import Judge, JudgeResult, PairRequest
+from cjlib.pairing import PairingState, all_pairs_seen, next_wave
+from cjlib.scoring import fit_bradley_terry
+from cjlib.workflow.results import ResultWriter
+from cjlib.workflow.workers import (
+    STALE_AFTER_SECONDS,
+    ClaimedPair,
+    Heartbeat,
+    Worker,
+    claim_pairs,
+    pending_claimed_by_others,
+    register_worker,
+)
+
+log = logging.getLogger(__name__)
+
+#: Largest |Δθ| between waves that counts as stable.
+STABILITY_THRESHOLD = 0.05
+#: Comparisons every essay needs before the scores may count as stable.
+STABILITY_MIN_COMPARISONS = 10
+#: L2 penalty of the stability fit (it only compares θ between waves).
+STABILITY_ALPHA = 0.03
+#: Error code of a judge call that raised instead of answering.
+JUDGE_EXCEPTION = "judge_exception"
+#: Error code of a result that never arrived within the grace period.
+CALLBACK_LOST = "callback_lost"
+#: Seconds between polls while other workers finish their claims.
+_POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a worker runs a batch's waves.
+
+    Attributes
+    ----------
+    max_comparisons : int
+        Budget: at most this many pairs are ever created for the batch.
+    seed : int
+        Seed of the pairing.
+    wave_size : int or None
+        Pairs per wave; default half the number of essays (each essay once per wave).
+    stability_threshold : float
+        See :data:`STABILITY_THRESHOLD`; ``0`` turns the stability rule off.
+    callback_grace : float
+        Seconds a lost result is waited for after the last result of its turn.
+    deadline : float
+        ``time.monotonic()`` value after which :class:`CompletionTimeout` is raised.
+    concurrency : int
+        Judge requests in flight at once (thread pool or asyncio tasks).
+    stale_after : float
+        Seconds of silence after which another worker counts as dead.
+    """
+
+    max_comparisons: int
+    seed: int = 0
+    wave_size: int | None = None
+    stability_threshold: float = STABILITY_THRESHOLD
+    callback_grace: float = 5.0
+    deadline: float = math.inf
+    concurrency: int = 4
+    stale_after: float = STALE_AFTER_SECONDS
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How the worker's loop ended."""
+
+    reason: str | None
+    waves: int
+    already_final: bool = False
+    judged: int = 0
+
+
+@dataclass
+class _Turn:
+    """What the worker does next: judge ``claimed``, wait, or stop with ``reason``."""
+
+    claimed: list[ClaimedPair] = field(default_factory=list)
+    reason: str | None = None
+    wait: bool = False
+    already_final: bool = False
+
+
+def _failed_result(request: PairRequest, err: BaseException) -> JudgeResult:
+    return JudgeResult(
+        request.request_correlation_id,
+        error_code=JUDGE_EXCEPTION,
+        justification=f"{type(err).__name__}: {err}"[:1000],
+    )
+
+
+def _judge_one(judge: Judge, request: PairRequest) -> JudgeResult:
+    """The judge's answer, or a failed result carrying its exception: never swallowed."""
+    try:
+        return judge.judge(request)
+    except Exception as err:  # any judge failure is a failed comparison with the error
+        log.warning("judge %s raised on %s: %s", judge.judge_id, request.request_correlation_id,
+                    err)  # fmt: skip
+        return _failed_result(request, err)
+
+
+def _judge_many(judge: Judge, requests: Sequence[PairRequest]) -> list[JudgeResult]:
+    try:
+        return list(judge.judge_many(requests))  # type: ignore[attr-defined]
+    except Exception:  # isolate the request that fails
+        return [_judge_one(judge, r) for r in requests]
+
+
+async def _judge_async(
+    judge: Judge, requests: Sequence[PairRequest], concurrency: int, sink: Callable
+) -> None:
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(request: PairRequest) -> None:
+        async with semaphore:
+            try:
+                result = await judge.ajudge(request)  # type: ignore[attr-defined]
+            except Exception as err:  # a failed comparison carrying the error
+                result = _failed_result(request, err)
+        sink(result)
+
+    await asyncio.gather(*(one(r) for r in requests))
+
+
+def judge_requests(
+    judge: Judge,
+    requests: Sequence[PairRequest],
+    *,
+    concurrency: int,
+    sink: Callable[[JudgeResult], None],
+    deadline: float = math.inf,
+) -> None:
+    """Have ``judge`` decide ``requests``, passing each result to ``sink`` as it arrives.
+
+    A judge with ``judge_many`` decides in bulk; one with an ``async def ajudge`` runs with up
+    to ``concurrency`` requests in flight on an event loop; any other judge's ``judge`` runs in
+    a pool of ``concurrency`` threads. An exception from the judge becomes a failed result
+    with error code ``judge_exception`` and the error text.
+
+    Raises
+    ------
+    TimeoutError
+        ``deadline`` (a ``time.monotonic()`` value) passed before every result arrived.
+    """
+    if hasattr(judge, "judge_many"):
+        for start in range(0, len(requests), 500):
+            if time.monotonic() >= deadline:
+                raise TimeoutError
+            for result in _judge_many(judge, requests[start : start + 500]):
+                sink(result)
+        return
+    if inspect.iscoroutinefunction(getattr(judge, "ajudge", None)):
+        remaining = deadline - time.monotonic()
+        coroutine = _judge_async(judge, requests, concurrency, sink)
+        if math.isinf(remaining):
+            asyncio.run(coroutine)
+        else:
+            asyncio.run(asyncio.wait_for(coroutine, max(remaining, 0.0)))
+        return
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cj-judge") as pool:
+        pending = {pool.submit(_judge_one, judge, r) for r in requests}
+        while pending:
+            timeout = None if math.isinf(deadline) else max(deadline - time.monotonic(), 0.0)
+            done, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+            if not done:
+                for future in pending:
+                    future.cancel()
+                raise TimeoutError
+            for future in done:
+                sink(future.result())
+
+
+class BatchRunner:
+    """Runs a batch's waves as one worker until the batch is done, then returns why.
+
+    Parameters
+    ----------
+    engine : Engine
+    batch_id : int
+    judge : Judge
+    texts : mapping of str to str
+        Essay id → text, for every essay of the batch (anchors included).
+    anchors : collection of str
+        Anchor essay ids (the pairing mixes anchors and students).
+    options : RunOptions
+    prompt : str, optional
+        The assignment prompt passed to the judge.
+    on_progress : callable, optional
+        Called with (results recorded, budget) after each write.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        batch_id: int,
+        judge: Judge,
+        *,
+        texts: Mapping[str, str],
+        anchors: Iterable[str],
+        options: RunOptions,
+        prompt: str | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ):
+        self.engine, self.batch_id, self.judge = engine, batch_id, judge
+        self.texts, self.anchors = dict(texts), frozenset(anchors)
+        self.essay_ids = sorted(self.texts)
+        self.options, self.prompt = options, prompt
+        self.on_progress = on_progress
+        self._recorded = 0
+        self._pairing = PairingState()
+        self._last_pair_id = 0
+        self._previous_theta: pd.Series | None = None
+        self._waves = 0
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> RunOutcome:
+        """Work until the batch needs finalizing (or is final); returns the reason."""
+        worker = register_worker(self.engine, self.batch_id, stale_after=self.options.stale_after)
+        writer = ResultWriter(
+            self.engine, self.batch_id, judge_id=self.judge.judge_id, on_applied=self._applied
+        )
+        judged = 0
+        with Heartbeat(self.engine, worker):
+            while True:
+                self._check_deadline()
+                turn = self._next_turn(worker)
+                if turn.already_final:
+                    return RunOutcome(None, self._waves, already_final=True, judged=judged)
+                if turn.reason is not None:
+                    return RunOutcome(turn.reason, self._waves, judged=judged)
+                if turn.wait:
+                    time.sleep(_POLL_SECONDS)
+                    continue
+                self._judge(turn.claimed, writer)
+                judged += len(turn.claimed)
+
+    def _applied(self, n: int) -> None:
+        self._recorded += n
+        if self.on_progress is not None:
+            self.on_progress(self._recorded, self.options.max_comparisons)
+
+    def _check_deadline(self) -> None:
+        if time.monotonic() >= self.options.deadline:
+            raise CompletionTimeout(
+                f"batch {self.batch_id} did not complete within the completion timeout; it "
+                f"stays in WAITING_CALLBACKS — continue it with `cj batch resume "
+                f"{self.batch_id}` or see `cj batch inspect {self.batch_id}`"
+            )
+
+    # -- one turn under the batch lock ---------------------------------------------------
+
+    def _next_turn(self, worker: Worker) -> _Turn:
+        with session_scope(self.engine) as session:
+            state = lock_batch_state(session, self.batch_id)
+            if state.state.value in ("COMPLETED", "FAILED", "CANCELLED", "SCORING"):
+                return _Turn(already_final=True)
+            per_turn = self._wave_size()
+            claimed = claim_pairs(session, worker, per_turn, stale_after=self.options.stale_after)
+            if claimed:
+                return _Turn(claimed=claimed)
+            if pending_claimed_by_others(session, worker, stale_after=self.options.stale_after):
+                return _Turn(wait=True)
+            self._refresh_pairing(session)
+            reason = self._stop_reason(session, state.total_comparisons)
+            if reason is not None:
+                if state.state is CoreCJState.GENERATING_PAIRS:
+                    record_state_transition(
+                        session, self.batch_id, CoreCJState.WAITING_CALLBACKS,
+                        reason="no more pairs", state_row=state,
+                    )  # fmt: skip
+                return _Turn(reason=reason)
+            return _Turn(claimed=self._generate_wave(session, state, worker))
+
+    def _wave_size(self) -> int:
+        return self.options.wave_size or max(1, len(self.essay_ids) // 2)
+
+    def _refresh_pairing(self, session) -> None:
+        """Add pairs created since the last look (by any worker) to the pairing state."""
+        rows = session.execute(
+            select(
+                CJComparisonPair.id,
+                CJComparisonPair.essay_a_els_id,
+                CJComparisonPair.essay_b_els_id,
+            )
+            .where(
+                CJComparisonPair.cj_batch_id == self.batch_id,
+                CJComparisonPair.id > self._last_pair_id,
+            )
+            .order_by(CJComparisonPair.id)
+        ).all()
+        for pair_id, a, b in rows:
+            self._pairing.add(a, b)
+            self._last_pair_id = pair_id
+
+    def _stop_reason(self, session, total: int) -> str | None:
+        if total >= self.options.max_comparisons:
+            return "budget_exhausted"
+        if all_pairs_seen(self.essay_ids, self._pairing):
+            return "all_pairs_compared"
+        if self._stable(session):
+            return "stable"
+        return None
+
+    def _stable(self, session) -> bool:
+        """From the third wave: no θ moved more than the threshold, every essay has ≥ 10."""
+        if self.options.stability_threshold <= 0:
+            return False
+        least = min(self._pairing.comparisons(e) for e in self.essay_ids)
+        if least < STABILITY_MIN_COMPARISONS:
+            self._previous_theta = None
+            return False
+        frame = decided_comparisons(session, self.batch_id)
+        if frame.empty:
+            return False
+        scores = fit_bradley_terry(frame, alpha=STABILITY_ALPHA).scores
+        if int(scores["n_comparisons"].min()) < STABILITY_MIN_COMPARISONS:
+            return False
+        theta = scores["theta"].sort_index()
+        previous, self._previous_theta = self._previous_theta, theta
+        if previous is None or not previous.index.equals(theta.index) or self._waves < 3:
+            return False
+        change = float(np.max(np.abs(theta.to_numpy() - previous.to_numpy())))
+        log.info("batch %s: max |Δθ| since the last check %.3f", self.batch_id, change)
+        return change < self.options.stability_threshold
+
+    def _generate_wave(self, session, state, worker: Worker) -> list[ClaimedPair]:
+        """Create the next wave's pairs, claimed by ``worker``, in the caller's transaction."""
+        wave = state.current_iteration + 1
+        self._waves += 1
+        n_pairs = min(self._wave_size(), self.options.max_comparisons - state.total_comparisons)
+        pairs = next_wave(
+            self.essay_ids, n_pairs, self._pairing, seed=self.options.seed, wave=wave,
+            anchors=self.anchors,
+        )  # fmt: skip
+        record_state_transition(
+            session, self.batch_id, CoreCJState.GENERATING_PAIRS, reason=f"wave {wave}",
+            state_row=state,
+        )  # fmt: skip
+        now = utc_now()
+        rows = [
+            {
+                "cj_batch_id": self.batch_id,
+                "essay_a_els_id": a,
+                "essay_b_els_id": b,
+                "request_correlation_id": str(uuid.uuid4()),
+                "judge_id": self.judge.judge_id,
+                "submitted_at": now,
+                "processing_metadata": {"wave": wave},
+                "claimed_by": worker.worker_id,
+            }
+            for a, b in pairs
+        ]
+        session.execute(insert(CJComparisonPair), rows)
+        self._last_pair_id = int(
+            session.scalar(
+                select(func.max(CJComparisonPair.id)).where(
+                    CJComparisonPair.cj_batch_id == self.batch_id
+                )
+            )
+        )
+        state.total_comparisons += len(rows)
+        state.submitted_comparisons += len(rows)
+        state.current_iteration = wave
+        state.last_activity_at = now
+        record_state_transition(
+            session, self.batch_id, CoreCJState.WAITING_CALLBACKS,
+            reason=f"wave {wave}: {len(rows)} pairs submitted", state_row=state,
+        )  # fmt: skip
+        log.info("batch %s wave %d: %d pairs (%d/%d)", self.batch_id, wave, len(rows),
+                 state.total_comparisons, self.options.max_comparisons)  # fmt: skip
+        return [
+            ClaimedPair(
+                pair_id=0,
+                request_correlation_id=row["request_correlation_id"],
+                essay_a_id=row["essay_a_els_id"],
+                essay_b_id=row["essay_b_els_id"],
+                wave=wave,
+            )
+            for row in rows
+        ]
+
+    # -- judging ----------------------------------------------------------------------------
+
+    def _requests(self, claimed: Sequence[ClaimedPair]) -> Iterator[PairRequest]:
+        for index, pair in enumerate(claimed):
+            yield PairRequest(
+                request_correlation_id=pair.request_correlation_id,
+                essay_a_id=pair.essay_a_id,
+                essay_b_id=pair.essay_b_id,
+                essay_a_text=self.texts[pair.essay_a_id],
+                essay_b_text=self.texts[pair.essay_b_id],
+                prompt=self.prompt,
+                draw_key=f"{pair.essay_a_id}|{pair.essay_b_id}|{pair.wave}|{index}",
+            )
+
+    def _judge(self, claimed: Sequence[ClaimedPair], writer: ResultWriter) -> None:
+        lost: list[str] = []
+
+        def sink(result: JudgeResult) -> None:
+            if result.lost:
+                lost.append(result.request_correlation_id)
+            else:
+                writer.add(result)
+
+        try:
+            judge_requests(
+                self.judge,
+                list(self._requests(claimed)),
+                concurrency=self.options.concurrency,
+                sink=sink,
+                deadline=self.options.deadline,
+            )
+        except TimeoutError:
+            writer.flush()
+            self._check_deadline()
+            raise
+        writer.flush()
+        if lost:
+            self._close_lost(lost, writer)
+
+    def _close_lost(self, lost: Sequence[str], writer: ResultWriter) -> None:
+        """Results that never came: wait the grace period, then record them as failed."""
+        grace_end = time.monotonic() + self.options.callback_grace
+        while time.monotonic() < min(grace_end, self.options.deadline):
+            time.sleep(min(0.2, max(grace_end - time.monotonic(), 0.0)))
+        self._check_deadline()
+        for rid in lost:
+            writer.add(JudgeResult(rid, error_code=CALLBACK_LOST))
+        writer.flush()
+        log.warning("batch %s: %d results declared lost", self.batch_id, len(lost))

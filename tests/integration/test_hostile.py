@@ -1,0 +1,584 @@
+"""Hostile and careless input to the real `cj` command: one line, the right exit code, no change.
+
+Every test runs the console script as a subprocess with a controlled environment (no
+``CJ_DATABASE_URL``, no ``PG*`` variables, a throw-away ``HOME``) and asserts the exit code,
+exactly one line on stderr, no traceback, and that the database is unchanged: file bytes and
+modification time (and row counts) for SQLite, tables, views and row counts for PostgreSQL.
+
+A few cases need the CLI to call an API this branch provides (``get_engine(readonly=True)``,
+``schema_status``); they are marked ``xfail(strict=True)`` with the wiring they wait for, so
+they turn into failures, and must lose the mark, as soon as the CLI is wired.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from cjlib.datasets import load_dataset
+from cjlib.db import get_engine, upgrade
+from cjlib.db.models import Base
+from tests.integration import health_fixtures as fx
+
+CJ = [sys.executable, "-m", "cjlib.cli"]
+NEEDS_READONLY_WIRING = pytest.mark.xfail(
+    strict=True,
+    reason="needs the CLI to open db current/health/inspect with get_engine(readonly=True)",
+)
+NEEDS_STATUS_WIRING = pytest.mark.xfail(
+    strict=True, reason="needs `cj db current` to print cjlib.db.schema_status(engine).describe()"
+)
+
+
+# --- running cj ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    folder = tmp_path / "home"
+    folder.mkdir()
+    return folder
+
+
+def run_cj(*args: str, home: Path, cwd: Path | None = None, **env: str):
+    """Run ``cj ARGS`` with only the variables a user would plausibly have, plus ``env``."""
+    base = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "PYTHONIOENCODING": "utf-8",
+        # Wide enough that Rich never wraps the one error line.
+        "COLUMNS": "400",
+    }
+    if "PYTHONPATH" in os.environ:  # lets the suite run against another checkout of cjlib
+        base["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return subprocess.run(
+        [*CJ, *args],
+        env={**base, **env},
+        cwd=cwd or home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def assert_one_line(proc, code: int, *fragments: str) -> str:
+    """Exit ``code``, exactly one line on stderr holding every fragment, no traceback."""
+    output = proc.stdout + proc.stderr
+    assert "Traceback" not in output, output
+    assert proc.returncode == code, output
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+# --- SQLite databases and their fingerprints ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileState:
+    data: bytes
+    mtime_ns: int
+    wal: bytes
+
+
+def file_state(path: Path) -> FileState:
+    wal = path.with_name(path.name + "-wal")
+    return FileState(
+        # A missing and an empty write-ahead log hold the same (nothing).
+        path.read_bytes(),
+        path.stat().st_mtime_ns,
+        wal.read_bytes() if wal.exists() else b"",
+    )
+
+
+def sqlite_rows(path: Path) -> dict[str, int]:
+    # Read-only, so taking the fingerprint changes nothing either.
+    with sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True) as conn:
+        names = [
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        return {
+            name: conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] for name in names
+        }
+
+
+@pytest.fixture
+def cj_sqlite(tmp_path) -> Path:
+    """A migrated SQLite cj database holding one completed batch (id 1)."""
+    path = tmp_path / "cj.sqlite3"
+    engine = get_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    fx.completed_batch(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def foreign_sqlite(tmp_path) -> Path:
+    """A SQLite file of some other application, in rollback-journal mode."""
+    path = tmp_path / "notes.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.execute("INSERT INTO notes (body) VALUES ('keep me')")
+    conn.close()
+    return path
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+# --- PostgreSQL databases and their fingerprints ------------------------------------------
+
+
+def pg_state(url: str) -> dict[str, object]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            names = inspect(conn)
+            tables = sorted(names.get_table_names())
+            rows = {
+                t: conn.execute(text(f'SELECT count(*) FROM "{t}"')).scalar_one() for t in tables
+            }
+            return {"tables": tables, "views": sorted(names.get_view_names()), "rows": rows}
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def cj_postgres(postgres_server) -> str:
+    """A migrated PostgreSQL cj database of this test's own, holding one completed batch."""
+    url = postgres_server.create_database("cj_hostile")
+    engine = get_engine(url)
+    upgrade(engine)
+    fx.completed_batch(engine)
+    engine.dispose()
+    return url
+
+
+def _non_loopback_address() -> str | None:
+    candidates = {
+        info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    }
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent; this only picks an interface
+            candidates.add(probe.getsockname()[0])
+    except OSError:
+        pass
+    usable = sorted(a for a in candidates if not a.startswith("127.") and a != "0.0.0.0")
+    return usable[0] if usable else None
+
+
+class Relay:
+    """Accepts TCP on a non-loopback address of this machine and relays to the test server.
+
+    It stands in for a remote PostgreSQL server: a connection to it goes over the network
+    interface, yet reaches a real database the test can look at afterwards.
+    """
+
+    def __init__(self, listen: str, target: tuple[str, int]):
+        self.target = target
+        self.server = socket.create_server((listen, 0))
+        self.host, self.port = listen, self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture(scope="module")
+def remote_relay(postgres_server) -> Iterator[Relay]:
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to stand in for a remote host")
+    target = postgres_server.url
+    relay = Relay(address, (target.host or "127.0.0.1", target.port or 5432))
+    yield relay
+    relay.close()
+
+
+# --- 1. guards that fail closed -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("environment", ["prd", "live", "production-eu", "ｐｒｏｄ", "prod\u200b"])
+def test_reset_outside_the_environment_allow_list_is_refused(cj_sqlite, home, environment):
+    before, rows = file_state(cj_sqlite), sqlite_rows(cj_sqlite)
+    proc = run_cj(
+        "db", "reset", "--yes", "--database-url", sqlite_url(cj_sqlite),
+        home=home, CJ_ENVIRONMENT=environment,
+    )  # fmt: skip
+    assert_one_line(proc, 2, "is not a development or test environment")
+    assert file_state(cj_sqlite) == before and sqlite_rows(cj_sqlite) == rows
+
+
+def test_cleanup_outside_the_environment_allow_list_is_refused(cj_sqlite, home):
+    before = file_state(cj_sqlite)
+    proc = run_cj(
+        "batch", "cleanup", "1", "--database-url", sqlite_url(cj_sqlite),
+        home=home, CJ_ENVIRONMENT="live",
+    )  # fmt: skip
+    assert_one_line(proc, 2, "CJ_ENVIRONMENT='live' is not a development or test environment")
+    assert file_state(cj_sqlite) == before
+    assert sqlite_rows(cj_sqlite)["cj_batch_uploads"] == 1
+
+
+def test_reset_of_a_foreign_sqlite_file_is_refused(foreign_sqlite, home):
+    before = file_state(foreign_sqlite)
+    proc = run_cj("db", "reset", "--yes", "--database-url", sqlite_url(foreign_sqlite), home=home)
+    assert_one_line(proc, 2, "is not a cj database", "--force-foreign")
+    assert file_state(foreign_sqlite) == before
+    assert sqlite_rows(foreign_sqlite) == {"notes": 1}
+
+
+def test_reset_of_a_file_that_is_not_sqlite_is_refused(tmp_path, home):
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    before = file_state(passwd)
+    proc = run_cj("db", "reset", "--yes", "--database-url", sqlite_url(passwd), home=home)
+    assert_one_line(proc, 2, "is not a SQLite database file")
+    assert file_state(passwd) == before
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("via", ["service in the URL", "PGSERVICE", "PGHOSTADDR"])
+def test_reset_through_a_non_local_address_hidden_from_the_url_is_refused(
+    cj_postgres, remote_relay, home, tmp_path, via
+):
+    # The URL names no host: libpq takes it from a service file or PGHOSTADDR and connects
+    # over the network. The guard must see that address, not assume a unix socket.
+    database = cj_postgres.rsplit("/", 1)[1]
+    service_file = tmp_path / "pg_service.conf"
+    service_file.write_text(f"[cjremote]\nhost={remote_relay.host}\nport={remote_relay.port}\n")
+    url = f"postgresql+psycopg://postgres@/{database}"
+    env = {"PGSERVICEFILE": str(service_file)}
+    if via == "service in the URL":
+        url += "?service=cjremote"
+    elif via == "PGSERVICE":
+        env["PGSERVICE"] = "cjremote"
+    else:
+        env = {"PGHOSTADDR": remote_relay.host, "PGPORT": str(remote_relay.port)}
+    before = pg_state(cj_postgres)
+    proc = run_cj("db", "reset", "--yes", "--database-url", url, home=home, **env)
+    assert_one_line(proc, 2, f"host {remote_relay.host}", "is not local")
+    assert pg_state(cj_postgres) == before
+
+
+@pytest.mark.postgres
+def test_reset_naming_an_undefined_service_is_refused(cj_postgres, home):
+    database = cj_postgres.rsplit("/", 1)[1]
+    before = pg_state(cj_postgres)
+    url = f"postgresql+psycopg://postgres@127.0.0.1/{database}?service=nowhere"
+    proc = run_cj("db", "reset", "--yes", "--database-url", url, home=home)
+    assert_one_line(proc, 2, "service nowhere is not defined")
+    assert pg_state(cj_postgres) == before
+
+
+# --- 2. database URLs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("postgresql+psycopg://cj:s3cret@db.internal:notaport/cj", "invalid port 'notaport'"),
+        ("postgresql+psycopg://postgres@[::1/cj", "invalid host"),
+        ("postgresql+psycopg://postgres@127.0.0.1:70000/cj", "invalid port '70000'"),
+    ],
+    ids=["port-notaport", "host-unclosed-bracket", "port-out-of-range"],
+)
+def test_malformed_url_is_one_line_without_the_password(home, url, fragment):
+    proc = run_cj("db", "upgrade", "--database-url", url, home=home)
+    assert_one_line(proc, 2, fragment)
+    assert "s3cret" not in proc.stdout + proc.stderr
+
+
+def test_empty_database_url_is_an_error_not_the_default(tmp_path, home):
+    default = tmp_path / "env.sqlite3"
+    proc = run_cj(
+        "db", "upgrade", "--database-url", "",
+        home=home, cwd=tmp_path, CJ_DATABASE_URL=sqlite_url(default),
+    )  # fmt: skip
+    assert_one_line(proc, 2, "the database URL is empty")
+    assert not default.exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("url", ["sqlite:///", "sqlite://", "sqlite:///:memory:"])
+def test_in_memory_sqlite_is_refused(home, url):
+    proc = run_cj("db", "upgrade", "--database-url", url, home=home)
+    assert_one_line(proc, 2, "is an in-memory database")
+    assert not proc.stdout
+
+
+def test_tilde_is_expanded_for_the_whole_sqlite_path(tmp_path, home):
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = run_cj(
+        "db", "upgrade", "--database-url", "sqlite:///~/cj/x.sqlite3", home=home, cwd=work
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (home / "cj" / "x.sqlite3").is_file()
+    assert list(work.iterdir()) == []  # no literal "~" folder beside the command
+
+
+# --- 3. read-only commands and damaged schemas ----------------------------------------------
+
+
+def test_health_on_a_foreign_file_says_so_and_leaves_it_alone(foreign_sqlite, home):
+    before = file_state(foreign_sqlite)
+    proc = run_cj("health", "--database-url", sqlite_url(foreign_sqlite), home=home)
+    assert_one_line(proc, 2, "is not a cj database (it holds notes)")
+    assert file_state(foreign_sqlite) == before  # no switch to WAL either
+    with sqlite3.connect(foreign_sqlite) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    conn.close()
+
+
+def test_upgrade_refuses_to_add_cj_tables_to_a_foreign_file(foreign_sqlite, home):
+    before = file_state(foreign_sqlite)
+    proc = run_cj("db", "upgrade", "--database-url", sqlite_url(foreign_sqlite), home=home)
+    assert_one_line(proc, 2, "is not a cj database", "refusing to add cj tables")
+    assert file_state(foreign_sqlite) == before
+    assert sqlite_rows(foreign_sqlite) == {"notes": 1}
+
+
+@NEEDS_STATUS_WIRING
+def test_db_current_calls_a_foreign_file_not_a_cj_database(foreign_sqlite, home):
+    before = file_state(foreign_sqlite)
+    proc = run_cj("db", "current", "--database-url", sqlite_url(foreign_sqlite), home=home)
+    assert "not a cj database" in proc.stdout + proc.stderr
+    assert file_state(foreign_sqlite) == before
+
+
+@NEEDS_READONLY_WIRING
+@pytest.mark.parametrize("command", [["db", "current"], ["health"], ["batch", "inspect", "1"]])
+def test_read_only_commands_on_a_missing_path_create_nothing(tmp_path, home, command):
+    missing = tmp_path / "nowhere" / "cj.sqlite3"
+    proc = run_cj(*command, "--database-url", sqlite_url(missing), home=home)
+    assert_one_line(proc, 2, f"database file {missing} does not exist")
+    assert not missing.parent.exists()
+
+
+def _drop_view(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP VIEW cj_batch_health"))
+    engine.dispose()
+
+
+def _set_revision(url: str, revision: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def cj_url(request) -> str:
+    if request.param == "sqlite":
+        return sqlite_url(request.getfixturevalue("cj_sqlite"))
+    return request.getfixturevalue("cj_postgres")
+
+
+def test_dropped_view_is_named_by_health_and_recreated_by_upgrade(cj_url, home):
+    _drop_view(cj_url)
+    proc = run_cj("health", "--database-url", cj_url, home=home)
+    assert_one_line(proc, 2, "view cj_batch_health is missing: run `cj db upgrade`")
+    proc = run_cj("db", "upgrade", "--database-url", cj_url, home=home)
+    assert proc.returncode == 0, proc.stderr
+    state = pg_state(cj_url) if cj_url.startswith("postgresql") else None
+    engine = create_engine(cj_url)
+    with engine.connect() as conn:
+        assert "cj_batch_health" in inspect(conn).get_view_names()
+        assert conn.execute(text("SELECT count(*) FROM cj_batch_health")).scalar_one() == 1
+    engine.dispose()
+    assert state is None or state["rows"]["cj_batch_uploads"] == 1
+    assert run_cj("health", "--database-url", cj_url, home=home).returncode == 0
+
+
+def test_upgrade_of_a_database_at_an_unknown_revision_is_one_line(cj_url, home):
+    _set_revision(cj_url, "0099")
+    if cj_url.startswith("sqlite"):
+        path = Path(cj_url.removeprefix("sqlite:///"))
+        before: object = (file_state(path), sqlite_rows(path))
+    else:
+        before = pg_state(cj_url)
+    proc = run_cj("db", "upgrade", "--database-url", cj_url, home=home)
+    assert_one_line(proc, 2, "revision 0099 that this cjlib does not know", "newer cjlib")
+    after = (
+        (file_state(path), sqlite_rows(path)) if cj_url.startswith("sqlite") else pg_state(cj_url)
+    )
+    assert after == before
+
+
+@pytest.fixture
+def immutable(cj_sqlite) -> Iterator[Path]:
+    """``cj_sqlite`` made read-only even for root (chattr +i), restored afterwards."""
+    made = subprocess.run(["chattr", "+i", str(cj_sqlite)], capture_output=True, check=False)
+    if made.returncode != 0:
+        os.chmod(cj_sqlite, 0o444)
+        if os.access(cj_sqlite, os.W_OK):
+            pytest.skip("cannot make a read-only file here (root without chattr)")
+        yield cj_sqlite
+        os.chmod(cj_sqlite, 0o644)
+        return
+    try:
+        yield cj_sqlite
+    finally:
+        subprocess.run(["chattr", "-i", str(cj_sqlite)], check=True)
+
+
+def test_writing_to_a_read_only_sqlite_file_is_one_line(immutable, tmp_path, home):
+    dataset = make_dataset(tmp_path)
+    before = file_state(immutable)
+    proc = run_cj(
+        "anchors", "register", "--assignment-id", "ro", "--course-id", "ENG5",
+        "--dataset", str(dataset), "--database-url", sqlite_url(immutable), home=home,
+    )  # fmt: skip
+    assert_one_line(proc, 2, f"database file {immutable} is read-only")
+    assert file_state(immutable) == before
+
+
+# --- 4. data sets stay inside their folder ------------------------------------------------
+
+ESSAY = "This essay argues a point with care. " * 12
+
+
+def make_dataset(root: Path) -> Path:
+    """A tiny valid data set: two anchors on two grades and two students listed in a CSV."""
+    folder = root / "dataset"
+    (folder / "anchors").mkdir(parents=True)
+    (folder / "students").mkdir()
+    for name in ("low", "high"):
+        (folder / "anchors" / f"{name}.txt").write_text(f"{name}: {ESSAY}")
+    (folder / "anchors.csv").write_text(
+        "label,grade,file\nlow,E+,anchors/low.txt\nhigh,A,anchors/high.txt\n"
+    )
+    for name in ("S1", "S2"):
+        (folder / "students" / f"{name}.txt").write_text(f"{name}: {ESSAY}")
+    (folder / "students.csv").write_text("essay_id,file\nS1,students/S1.txt\nS2,students/S2.txt\n")
+    return folder
+
+
+def _point_outside(folder: Path, secret: Path, how: str) -> str:
+    if how == "dotdot":
+        (folder / "students.csv").write_text(
+            "essay_id,file\nS1,students/S1.txt\nS2,../secret.txt\n"
+        )
+        return "resolves outside the data set folder"
+    if how == "absolute":
+        (folder / "students.csv").write_text(f"essay_id,file\nS1,students/S1.txt\nS2,{secret}\n")
+        return "is an absolute path"
+    if how == "symlink":
+        (folder / "students" / "S2.txt").unlink()
+        (folder / "students" / "S2.txt").symlink_to(secret)
+        return "resolves outside the data set folder"
+    (folder / "anchors.csv").write_text(
+        "label,grade,file\nlow,E+,../secret.txt\nhigh,A,anchors/high.txt\n"
+    )
+    return "resolves outside the data set folder"
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink", "anchor-dotdot"])
+def test_data_set_files_outside_the_folder_are_refused(cj_sqlite, tmp_path, home, how):
+    dataset = make_dataset(tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP SECRET: " + ESSAY)
+    fragment = _point_outside(dataset, secret, how)
+    before = sqlite_rows(cj_sqlite)
+    proc = run_cj(
+        "anchors", "register", "--assignment-id", "hostile", "--course-id", "ENG5",
+        "--dataset", str(dataset), "--database-url", sqlite_url(cj_sqlite), home=home,
+    )  # fmt: skip
+    assert_one_line(proc, 2, fragment)
+    assert "TOP SECRET" not in proc.stdout + proc.stderr
+    assert sqlite_rows(cj_sqlite) == before
+
+
+def test_a_file_given_as_data_set_is_not_a_folder(cj_sqlite, tmp_path, home):
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    before = sqlite_rows(cj_sqlite)
+    proc = run_cj(
+        "anchors", "register", "--assignment-id", "hostile", "--course-id", "ENG5",
+        "--dataset", str(passwd), "--database-url", sqlite_url(cj_sqlite), home=home,
+    )  # fmt: skip
+    assert_one_line(proc, 2, f"data set {passwd} is not a folder")
+    assert sqlite_rows(cj_sqlite) == before
+
+
+def test_the_valid_data_set_loads(tmp_path):
+    # The control for the refusals above: the same data set, untouched, is accepted.
+    data = load_dataset(make_dataset(tmp_path))
+    assert list(data.anchors["label"]) == ["low", "high"]
+    assert list(data.students["essay_id"]) == ["S1", "S2"]
+
+
+def test_fingerprints_see_a_change(cj_sqlite):
+    # The unchanged-database assertions above are only as good as the fingerprint.
+    before_file, before_rows = file_state(cj_sqlite), sqlite_rows(cj_sqlite)
+    engine = get_engine(sqlite_url(cj_sqlite))
+    with engine.begin() as conn:
+        conn.execute(Base.metadata.tables["event_outbox"].delete())
+    engine.dispose()
+    assert file_state(cj_sqlite) != before_file
+    assert sqlite_rows(cj_sqlite) == {**before_rows, "event_outbox": 0}
+
+
+@pytest.mark.postgres
+def test_cleanup_of_an_id_beyond_the_integer_column_is_not_found(cj_postgres, home):
+    before = pg_state(cj_postgres)
+    proc = run_cj("batch", "cleanup", "3000000000", "--database-url", cj_postgres, home=home)
+    assert_one_line(proc, 1, "no CJ batch with id 3000000000")
+    assert pg_state(cj_postgres) == before
+
+
+def test_an_essay_with_a_nul_byte_is_refused_before_anything_is_written(cj_sqlite, tmp_path, home):
+    # SQLite would store it and PostgreSQL refuse it; both must refuse it, before writing.
+    dataset = make_dataset(tmp_path)
+    (dataset / "students" / "S2.txt").write_bytes(b"An essay\x00with a NUL byte. " * 20)
+    before = sqlite_rows(cj_sqlite)
+    proc = run_cj(
+        "anchors", "register", "--assignment-id", "nul", "--course-id", "ENG5",
+        "--dataset", str(dataset), "--database-url", sqlite_url(cj_sqlite), home=home,
+    )  # fmt: skip
+    assert_one_line(proc, 2, "students/S2.txt contains a NUL character")
+    assert sqlite_rows(cj_sqlite) == before
