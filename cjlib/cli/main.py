@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from cjlib import __version__
-from cjlib.cli import anchors, batch, db, health, pipeline, workspace
+from cjlib.cli import anchors, batch, db, health, pipeline, study, workspace
 from cjlib.cli._common import console, err_console
 from cjlib.errors import CJError
 
@@ -31,6 +31,7 @@ app.add_typer(batch.app, name="batch")
 app.add_typer(health.app)
 app.add_typer(pipeline.app)
 app.add_typer(workspace.app)
+app.add_typer(study.app)
 
 
 @app.callback()
