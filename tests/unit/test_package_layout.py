@@ -41,7 +41,7 @@ def test_every_cli_group_module_is_wired_into_the_root_app():
 
     wired = [info.typer_instance for info in app.registered_groups]
     names = sorted(p.stem for p in (PACKAGE / "cli").glob("*.py") if p.stem not in SHELL_PLUMBING)
-    assert names == ["anchors", "batch", "db", "health", "pipeline", "workspace"]
+    assert names == ["anchors", "batch", "db", "health", "pipeline", "study", "workspace"]
     for name in names:
         module = importlib.import_module(f"cjlib.cli.{name}")
         assert any(module.app is group for group in wired), name
@@ -54,6 +54,7 @@ def test_package_data_is_found_through_importlib_resources():
         "02_execute_eng5_batch.ipynb",
         "03_snapshot_projections.ipynb",
         "04_validation_report.ipynb",
+        "05_design_study.ipynb",
     ]
     sample = package_path("sample_data", "eng5_np_2016")
     assert (sample / "anchors.csv").is_file() and len(list((sample / "students").iterdir())) == 120
