@@ -415,8 +415,7 @@ class BatchRunner:
 
     def _grade_probabilities(self, fit: BTResult | None) -> pd.DataFrame | None:
         """Every student's projected grade probabilities; None until all can be projected."""
-        from cjlib.design import _project
-        from cjlib.grades import get_grade_scale
+        from cjlib.projection import project_grades
 
         if fit is None or not self.anchor_grades:
             return None
@@ -424,8 +423,8 @@ class BatchRunner:
         if not set(students) <= set(fit.scores.index):
             return None  # a student not compared yet has no grade at all
         try:
-            scale = get_grade_scale(self.grade_scale or ENG5_LEGACY)
-            return _project(fit.scores, self.anchor_grades, scale).grades
+            scale = self.grade_scale or ENG5_LEGACY
+            return project_grades(fit.scores, self.anchor_grades, scale=scale).grades
         except CJError as err:
             log.info("batch %s: grades not projectable yet: %s", self.batch_id, err)
             return None

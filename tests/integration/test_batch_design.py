@@ -188,3 +188,49 @@ def test_pairing_parameters_are_checked_by_name():
         _pairing_and_stopping("adaptive", {"window": 3}, {})
     strategy, targets = _pairing_and_stopping("BOUNDARY", None, {"target_reliability": 0.8})
     assert strategy.name == "boundary" and targets == {"target_reliability": 0.8}
+
+
+@SQLITE
+def test_notebook_02_runs_the_batch_with_the_pairing_and_target_it_is_given(
+    db_url, dataset, tmp_path
+):
+    from cjlib.pipeline import execute_notebook
+
+    engine = get_engine(db_url)
+    register(engine, dataset)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    execute_notebook(
+        "02_execute_eng5_batch",
+        run_dir,
+        {
+            "database_url": db_url, "assignment_id": ASSIGNMENT, "course_id": COURSE,
+            "dataset_dir": str(dataset), "max_comparisons": 400, "seed": 4,
+            "run_dir": str(run_dir), "pairing": "boundary",
+            "pairing_params": {"min_comparisons": 2}, "target_grade_certainty": 0.25,
+        },
+    )  # fmt: skip
+    record = json.loads((run_dir / "batch.json").read_text())
+    meta = _metadata(engine, record["cj_batch_id"])
+    assert meta["run"]["pairing"]["name"] == "boundary"
+    assert meta["run"]["pairing"]["params"]["min_comparisons"] == 2
+    assert meta["completion_reason"] == "target_grade_certainty"
+    engine.dispose()
+
+
+def test_the_pipeline_refuses_an_unknown_pairing_before_any_notebook_runs(tmp_path):
+    from cjlib.pipeline import run_pipeline
+
+    with pytest.raises(UsageError, match="unknown pairing strategy 'swiss'"):
+        run_pipeline(
+            database_url=f"sqlite:///{tmp_path / 'cj.sqlite3'}",
+            output_dir=tmp_path / "runs",
+            extra_parameters={"pairing": "swiss"},
+        )
+    with pytest.raises(UsageError, match="pairing_params must be a JSON object"):
+        run_pipeline(
+            database_url=f"sqlite:///{tmp_path / 'cj.sqlite3'}",
+            output_dir=tmp_path / "runs",
+            extra_parameters={"pairing": "adaptive", "pairing_params": [1]},
+        )
+    assert not (tmp_path / "runs").exists()
