@@ -121,13 +121,41 @@ def test_adaptive_batch_completes_records_its_strategy_and_pairs_differently(
     assert code == 0
     assert _metadata(engine, balanced["cj_batch_id"])["run"]["pairing"]["name"] == "balanced"
     a, b = _pairs(engine, adaptive["cj_batch_id"]), _pairs(engine, balanced["cj_batch_id"])
-    # 24 essays, waves of 12 pairs: the first two waves are the balanced warm-up, identical
-    # for the same seed except for the strategy's own tie-break stream; after it adaptive
-    # pairs on the estimates, so its later waves are not balanced's.
-    assert set(a[24:]) != set(b[24:])
-    for pairs in (a, b):
-        assert all(x != y for x, y in pairs)
+    assert a != b and all(x != y for x, y in a + b)
     engine.dispose()
+
+
+@SQLITE
+@pytest.mark.parametrize("name", ["adaptive", "boundary"])
+def test_adaptive_strategies_get_estimates_between_waves_after_their_warm_up(
+    engine, dataset, monkeypatch, name
+):
+    from cjlib.pairing import PAIRING_STRATEGIES
+
+    register(engine, dataset)
+    cls = PAIRING_STRATEGIES[name]
+    calls = []
+    original = cls.next_wave
+
+    def spy(self, essay_ids, n_pairs, state, **kw):
+        least = min(state.comparisons(e) for e in essay_ids)
+        calls.append((least, kw.get("estimates")))
+        return original(self, essay_ids, n_pairs, state, **kw)
+
+    monkeypatch.setattr(cls, "next_wave", spy)
+    result = execute_batch(
+        engine, assignment_id=ASSIGNMENT, course_id=COURSE, batch_label=name,
+        max_comparisons=150, dataset=dataset, seed=8, output_dir=None, callback_grace=1.0,
+        pairing=name, pairing_params={"min_comparisons": 2},
+    )  # fmt: skip
+    assert result.state == "COMPLETED" and result.total_comparisons == 150
+    assert calls[0] == (0, None)  # the first wave knows nothing yet
+    assert all(est is None for least, est in calls if least < 2)  # warm-up: balanced
+    fed = [est for least, est in calls if est is not None]
+    assert len(fed) >= 3
+    assert all(len(est.theta) == 24 for est in fed)  # every essay placed by the refit
+    if name == "boundary":  # grade boundaries from the anchors' projection
+        assert all(est.boundaries.size == 9 for est in fed)
 
 
 @SQLITE
