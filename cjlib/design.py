@@ -168,20 +168,23 @@ def strategy_estimates(
     anchor_grades: Mapping,
     scale: str | GradeScale,
     alpha: float = DEFAULT_ALPHA,
+    *,
+    scores: pd.DataFrame | None = None,
 ) -> Estimates:
     """The :class:`~cjlib.pairing.Estimates` ``strategy`` pairs its next wave on.
 
-    A Bradley–Terry fit (penalty ``alpha``) of ``comparisons``; for a strategy that
-    ``uses_boundaries``, with the grade boundaries of
-    ``project_grades(scores, anchor_grades, scale=scale).calibration``. The design study and
-    the batch runner both call this between waves.
+    A Bradley–Terry fit (penalty ``alpha``) of ``comparisons`` — or ``scores``, a fit of them
+    the caller already made; for a strategy that ``uses_boundaries``, with the grade
+    boundaries of ``project_grades(scores, anchor_grades, scale=scale).calibration``. The
+    design study and the batch runner both call this between waves.
 
     Raises
     ------
     ProjectionUnavailable
         ``boundary`` pairing and the anchors cannot place the grades (e.g. not yet compared).
     """
-    scores = _fit(comparisons, alpha).scores
+    if scores is None:
+        scores = _fit(comparisons, alpha).scores
     if not strategy.uses_boundaries:
         return Estimates.from_scores(scores)
     calibration = _project(scores, anchor_grades, get_grade_scale(scale)).calibration

@@ -473,8 +473,8 @@ class BatchRunner:
         if fit is None:
             return None
         try:
-            return strategy_estimates(strategy, frame, self.anchor_grades,
-                                      self.grade_scale or ENG5_LEGACY, STABILITY_ALPHA)  # fmt: skip
+            scale = self.grade_scale or ENG5_LEGACY
+            return strategy_estimates(strategy, frame, self.anchor_grades, scale, scores=fit.scores)
         except CJError as err:
             # e.g. boundary pairing before the anchors can place the grades: pair balanced.
             log.info("batch %s: no estimates for %s pairing yet: %s", self.batch_id,
