@@ -375,6 +375,12 @@ def _refuse_bad_parameters(parameters: Mapping[str, Any]) -> None:
         if not isinstance(params, dict):
             raise UsageError(f"-p pairing_params must be a JSON object, got {params!r}")
         make_strategy(str(parameters.get("pairing", "balanced")), **params)
+    from cjlib.stopping import target_grade_certainty, target_reliability
+
+    if parameters.get("target_reliability") is not None:
+        target_reliability(parameters["target_reliability"], float)
+    if parameters.get("target_grade_certainty") is not None:
+        target_grade_certainty(parameters["target_grade_certainty"])
 
 
 def run_pipeline(

@@ -261,4 +261,10 @@ def test_the_pipeline_refuses_an_unknown_pairing_before_any_notebook_runs(tmp_pa
             output_dir=tmp_path / "runs",
             extra_parameters={"pairing": "adaptive", "pairing_params": [1]},
         )
+    with pytest.raises(UsageError, match="target grade certainty must be a number in"):
+        run_pipeline(
+            database_url=f"sqlite:///{tmp_path / 'cj.sqlite3'}",
+            output_dir=tmp_path / "runs",
+            extra_parameters={"target_grade_certainty": 0},
+        )
     assert not (tmp_path / "runs").exists()
