@@ -61,8 +61,24 @@ def execute(
     verbose: Annotated[bool, typer.Option("--verbose", help="Log each wave.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     database_url: DatabaseUrl = None,
+    pairing: Annotated[
+        str, typer.Option("--pairing", help="Pairing strategy: balanced, adaptive, boundary.")
+    ] = "balanced",
+    pairing_param: Annotated[
+        list[str] | None,
+        typer.Option("--pairing-param", help="Strategy parameter key=value; repeatable."),
+    ] = None,
+    target_reliability: Annotated[
+        float | None,
+        typer.Option("--target-reliability", help="Stop at this design-honest reliability."),
+    ] = None,
+    target_grade_certainty: Annotated[
+        float | None,
+        typer.Option("--target-grade-certainty", help="Stop when every top grade has P ≥ this."),
+    ] = None,
 ) -> None:
     """Run a CJ batch: create it, judge pairs in waves, finalize, write artefacts."""
+    from cjlib.pipeline import parse_parameters
     from cjlib.workflow import execute_batch
 
     if verbose:
@@ -80,6 +96,10 @@ def execute(
         completion_timeout=completion_timeout,
         output_dir=output_dir,
         progress=not as_json,
+        pairing=pairing,
+        pairing_params=parse_parameters(pairing_param or []),
+        target_reliability=target_reliability,
+        target_grade_certainty=target_grade_certainty,
     )
     summary = result.summary()
     if as_json:

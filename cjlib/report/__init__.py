@@ -7,6 +7,7 @@ tested). One module per job::
     loading      load_batch(engine, id) -> BatchRecord; stored_scores, load_true_grades
     assembly     assemble_report(frames, truth) / build_report(engine, id) -> BatchReport
     checklist    success_checklist(engine, id) -> the pass/fail lines of a healthy batch
+    design_check batch_design_reliability(report) -> SSR beside split-half and null baseline
     tables       run_summary, reliability_table, … -> DataFrames
     figures      plot_*() -> matplotlib Figures (the only module that imports matplotlib)
     limitations  limitations(report) -> the caveats, one sentence each
@@ -31,6 +32,12 @@ _EXPORTS = {
         "win_loss_counts",
     ),
     "assembly": ("BatchReport", "assemble_report", "build_report"),
+    "design_check": (
+        "REPORT_SPLITS",
+        "batch_design_reliability",
+        "design_reliability_table",
+        "inflation_sentence",
+    ),
     "checklist": ("CHECKS", "FINAL_STATE_SEQUENCE", "evaluate_checklist", "success_checklist"),
     "tables": (
         "POSITION_CI_LEVEL",

@@ -7,9 +7,19 @@ When to finalize (checked whenever no pair is left to judge, first match wins):
 
 * ``budget_exhausted``: ``max_comparisons`` pairs have been created and their results are in;
 * ``all_pairs_compared``: every pair of essays has been compared once (more waves would repeat);
+* ``target_grade_certainty`` (with ``target_grade_certainty=P``): every student's most
+  probable grade has probability ≥ P in a projection of the decisions so far;
+* ``target_reliability`` (with ``target_reliability=R``): a reliability the pairing design
+  cannot inflate reaches R — split-half under ``balanced`` pairing, the SSR adjusted by the
+  null baseline under ``adaptive`` / ``boundary`` (:func:`cjlib.design.honest_reliability`);
 * ``stable``: from the third wave on, every essay has at least
   :data:`~cjlib.workflow.runner.STABILITY_MIN_COMPARISONS` successful comparisons and no
   essay's θ moved more than ``stability_threshold`` logits since the previous check.
+
+Waves are paired by the strategy named ``pairing`` (:mod:`cjlib.pairing`); its
+``record()`` and the stopping targets are stored in ``processing_metadata["run"]``, so
+:func:`resume_batch` continues with the same ones, and the rule that fired with what each
+rule measured in ``processing_metadata["stopping"]``.
 
 A result that has not arrived ``callback_grace`` seconds after the last one of its turn is
 declared lost and recorded as a failed comparison (``error_code = callback_lost``); a judge
@@ -44,7 +54,12 @@ from cjlib.db.models import (
     GradeProjection,
     utc_now,
 )
-from cjlib.db.queries import instructions_for
+from cjlib.db.queries import (
+    anchor_grade,
+    anchor_references,
+    grade_scale_for,
+    instructions_for,
+)
 from cjlib.db.repository import (
     create_batch_upload,
     create_processed_essays,
@@ -53,6 +68,7 @@ from cjlib.db.repository import (
 )
 from cjlib.errors import BatchNotResumable, BatchRefused, NotFoundError, UsageError
 from cjlib.judges import Judge, make_judge
+from cjlib.pairing import PairingStrategy, make_strategy
 from cjlib.workflow.finalizer import BatchFinalizer, FinalizationResult
 from cjlib.workflow.runner import STABILITY_THRESHOLD, BatchRunner, RunOptions
 
@@ -229,6 +245,21 @@ def _create_batch(
         return upload.id
 
 
+def _pairing_and_stopping(
+    pairing: str, pairing_params: Mapping[str, Any] | None, targets: Mapping[str, float | None]
+) -> tuple[PairingStrategy, dict[str, float]]:
+    """The strategy and the stopping targets, checked before anything is written."""
+    from cjlib.stopping import target_grade_certainty, target_reliability
+
+    strategy = make_strategy(str(pairing).strip().lower(), **dict(pairing_params or {}))
+    chosen = {name: value for name, value in targets.items() if value is not None}
+    if "target_grade_certainty" in chosen:
+        target_grade_certainty(chosen["target_grade_certainty"])
+    if "target_reliability" in chosen:
+        target_reliability(chosen["target_reliability"], float)
+    return strategy, {k: float(v) for k, v in chosen.items()}
+
+
 def _abilities(data: Dataset) -> dict[str, float] | None:
     if data.truth is None:
         return None
@@ -294,6 +325,10 @@ def execute_batch(
     on_progress: Callable[[int, int], None] | None = None,
     finalize: bool = True,
     projections_csv: bool = True,
+    pairing: str = "balanced",
+    pairing_params: Mapping[str, Any] | None = None,
+    target_reliability: float | None = None,
+    target_grade_certainty: float | None = None,
 ) -> BatchRunResult:
     """Run one CJ batch for ``assignment_id`` from creation to completed projections.
 
@@ -342,16 +377,33 @@ def execute_batch(
     projections_csv : bool
         Write ``grade_projections.csv`` with the artefacts; the pipeline passes False because
         its notebook 03 snapshot writes it.
+    pairing : str
+        Pairing strategy, a name in :data:`cjlib.pairing.PAIRING_STRATEGIES` (``balanced``,
+        ``adaptive``, ``boundary``).
+    pairing_params : mapping, optional
+        The strategy's parameters (e.g. ``{"min_comparisons": 3}``).
+    target_reliability : float, optional
+        Stop once the reliability the design cannot inflate reaches it (in (0, 1]).
+    target_grade_certainty : float, optional
+        Stop once every student's most probable grade has at least this probability.
 
     Raises
     ------
     BatchRefused
         Before anything is written: no instructions or anchors, budget < 2, < 2 students.
+    UsageError
+        Before anything is written: an unknown pairing strategy or parameter, a target
+        outside (0, 1].
     CompletionTimeout
         The deadline passed; the batch stays in WAITING_CALLBACKS.
     FinalizationError
         Finalization failed; the batch is FAILED with the reason.
     """
+    strategy, targets = _pairing_and_stopping(
+        pairing, pairing_params,
+        {"target_reliability": target_reliability,
+         "target_grade_certainty": target_grade_certainty},
+    )  # fmt: skip
     refs, anchor_texts, data = _validate_and_load(engine, assignment_id, max_comparisons, dataset)
     params = {**DEFAULT_JUDGE_PARAMS, **(judge_params or {})}
     judge_impl = _build_judge(judge, data, seed, params)
@@ -367,6 +419,8 @@ def execute_batch(
         "callback_grace": callback_grace,
         "wave_size": wave_size,
         "concurrency": concurrency,
+        "pairing": strategy.record(),
+        "stopping": targets,
     }
     batch_id = _create_batch(
         engine,
@@ -391,11 +445,15 @@ def execute_batch(
         callback_grace=callback_grace,
         deadline=_deadline(await_completion, completion_timeout),
         concurrency=concurrency,
+        pairing=strategy,
+        **targets,
     )
     with _ProgressBar(max_comparisons, enabled=progress, callback=on_progress) as bar:
         outcome = BatchRunner(
             engine, batch_id, judge_impl, texts=texts, anchors=anchor_texts, options=options,
             prompt=data.prompt, on_progress=bar.update,
+            anchor_grades={ref.anchor_label: ref.grade for ref in refs},
+            grade_scale=refs[0].grade_scale,
         ).run()  # fmt: skip
     if not finalize:
         return _result(engine, batch_id, outcome.waves, None, {}, None,
@@ -425,6 +483,8 @@ class _Resumable:
     texts: dict[str, str]
     anchors: list[str]
     prompt: str | None
+    anchor_grades: dict[str, str]
+    grade_scale: str | None
 
 
 def _load_resumable(engine: Engine, batch_id: int) -> _Resumable:
@@ -438,15 +498,25 @@ def _load_resumable(engine: Engine, batch_id: int) -> _Resumable:
                 CJProcessedEssay.els_essay_id,
                 CJProcessedEssay.assessment_input_text,
                 CJProcessedEssay.is_anchor,
+                CJProcessedEssay.processing_metadata,
             ).where(CJProcessedEssay.cj_batch_id == batch_id)
         ).all()
         instructions = instructions_for(session, upload.assignment_id)
+        scale = grade_scale_for(session, upload.assignment_id, upload.processing_metadata)
+        references = anchor_references(session, upload.assignment_id, scale)
+        grades = {
+            essay_id: anchor_grade(essay_id, True, meta, references)
+            for essay_id, _, is_anchor, meta in rows
+            if is_anchor
+        }
         return _Resumable(
             upload=upload,
             state=state.state if state is not None else CoreCJState.FAILED,
-            texts={essay_id: text for essay_id, text, _ in rows},
-            anchors=[essay_id for essay_id, _, is_anchor in rows if is_anchor],
+            texts={essay_id: text for essay_id, text, _, _ in rows},
+            anchors=[essay_id for essay_id, _, is_anchor, _ in rows if is_anchor],
             prompt=instructions.student_prompt_text if instructions else None,
+            anchor_grades={k: v for k, v in grades.items() if v is not None},
+            grade_scale=scale,
         )
 
 
@@ -481,7 +551,9 @@ def resume_batch(
 
     Pairs with a result are never sent again; pairs sent without a result by a worker that is
     gone are sent again with the same correlation id; the waves continue to the budget or a
-    stopping rule, then the batch is finalized. Several processes may resume one batch at
+    stopping rule, then the batch is finalized. The pairing strategy and stopping targets are
+    rebuilt from the batch's ``processing_metadata["run"]`` (a batch recorded before they
+    existed continues ``balanced``, without targets). Several processes may resume one batch at
     once on PostgreSQL: they share the remaining pairs and exactly one finalizes.
 
     Parameters
@@ -527,6 +599,10 @@ def resume_batch(
     reason = "interrupted"
     if not finalize_now:
         judge_impl, name = _resume_judge(run, judge)
+        recorded = run.get("pairing") or {"name": "balanced", "params": {}}
+        strategy, targets = _pairing_and_stopping(
+            recorded.get("name", "balanced"), recorded.get("params"), run.get("stopping") or {}
+        )
         options = RunOptions(
             max_comparisons=int(run.get("max_comparisons") or 0),
             seed=int(run.get("seed") or 0),
@@ -537,11 +613,14 @@ def resume_batch(
             concurrency=concurrency
             or int(run.get("concurrency") or DEFAULT_CONCURRENCY.get(name, FALLBACK_CONCURRENCY)),
             **({"stale_after": stale_after} if stale_after is not None else {}),
+            pairing=strategy,
+            **targets,
         )
         _record_resume(engine, cj_batch_id)
         outcome = BatchRunner(
             engine, cj_batch_id, judge_impl, texts=batch.texts, anchors=batch.anchors,
-            options=options, prompt=batch.prompt,
+            options=options, prompt=batch.prompt, anchor_grades=batch.anchor_grades,
+            grade_scale=batch.grade_scale,
         ).run()  # fmt: skip
         waves = outcome.waves
         if outcome.already_final:

@@ -30,10 +30,24 @@ from cjlib.db import session_scope
 from cjlib.db.models import CJComparisonPair, CoreCJState, utc_now
 from cjlib.db.queries import decided_comparisons
 from cjlib.db.repository import lock_batch_state, record_state_transition
-from cjlib.errors import CompletionTimeout
+from cjlib.errors import CJError, CompletionTimeout
+from cjlib.grades import ENG5_LEGACY
 from cjlib.judges import Judge, JudgeResult, PairRequest
-from cjlib.pairing import PairingState, all_pairs_seen, next_wave
-from cjlib.scoring import fit_bradley_terry
+from cjlib.pairing import (
+    BalancedPairing,
+    Estimates,
+    PairingState,
+    PairingStrategy,
+    all_pairs_seen,
+)
+from cjlib.scoring import BTResult, fit_bradley_terry
+from cjlib.stopping import (
+    Progress,
+    StoppingRule,
+    first_reason,
+    target_grade_certainty,
+    target_reliability,
+)
 from cjlib.workflow.results import ResultWriter
 from cjlib.workflow.workers import (
     STALE_AFTER_SECONDS,
@@ -83,6 +97,17 @@ class RunOptions:
         Judge requests in flight at once (thread pool or asyncio tasks).
     stale_after : float
         Seconds of silence after which another worker counts as dead.
+    pairing : PairingStrategy
+        How each wave is paired (default ``balanced``); a strategy that ``uses_estimates`` gets
+        a Bradley–Terry fit of the decisions so far before each wave, with the grade
+        boundaries of the anchors' projection when it ``uses_boundaries``.
+    target_reliability : float or None
+        Stop (reason ``target_reliability``) once the reliability the design cannot inflate
+        reaches this (:func:`cjlib.design.honest_reliability`: split-half under ``balanced``,
+        the null-adjusted SSR under ``adaptive`` / ``boundary``).
+    target_grade_certainty : float or None
+        Stop (reason ``target_grade_certainty``) once every student's most probable grade has
+        at least this probability.
     """
 
     max_comparisons: int
@@ -93,6 +118,9 @@ class RunOptions:
     deadline: float = math.inf
     concurrency: int = 4
     stale_after: float = STALE_AFTER_SECONDS
+    pairing: PairingStrategy = field(default_factory=BalancedPairing)
+    target_reliability: float | None = None
+    target_grade_certainty: float | None = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +249,11 @@ class BatchRunner:
         The assignment prompt passed to the judge.
     on_progress : callable, optional
         Called with (results recorded, budget) after each write.
+    anchor_grades : mapping of str to str, optional
+        Anchor id → expert grade on ``grade_scale``: ``boundary`` pairing and the
+        grade-certainty rule project grades between waves.
+    grade_scale : str, optional
+        The anchors' grade scale.
     """
 
     def __init__(
@@ -234,6 +267,8 @@ class BatchRunner:
         options: RunOptions,
         prompt: str | None = None,
         on_progress: Callable[[int, int], None] | None = None,
+        anchor_grades: Mapping[str, str] | None = None,
+        grade_scale: str | None = None,
     ):
         self.engine, self.batch_id, self.judge = engine, batch_id, judge
         self.texts, self.anchors = dict(texts), frozenset(anchors)
@@ -245,6 +280,12 @@ class BatchRunner:
         self._last_pair_id = 0
         self._previous_theta: pd.Series | None = None
         self._waves = 0
+        self.anchor_grades = dict(anchor_grades or {})
+        self.grade_scale = grade_scale
+        self._fit_cache: tuple[int, pd.DataFrame, BTResult | None] | None = None
+        self._rules = self._stopping_rules()
+        #: The last value each stopping rule measured (stored with the batch when one fires).
+        self.measured: dict[str, float] = {}
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -307,7 +348,7 @@ class BatchRunner:
             return _Turn(claimed=self._generate_wave(session, state, worker))
 
     def _wave_size(self) -> int:
-        return self.options.wave_size or max(1, len(self.essay_ids) // 2)
+        return self.options.wave_size or self.options.pairing.wave_size(len(self.essay_ids))
 
     def _refresh_pairing(self, session) -> None:
         """Add pairs created since the last look (by any worker) to the pairing state."""
@@ -332,9 +373,113 @@ class BatchRunner:
             return "budget_exhausted"
         if all_pairs_seen(self.essay_ids, self._pairing):
             return "all_pairs_compared"
+        reason = self._target_reason(session)
+        if reason is not None:
+            return reason
         if self._stable(session):
             return "stable"
         return None
+
+    # -- stopping rules and estimates between waves -----------------------------------------
+
+    def _stopping_rules(self) -> list[StoppingRule]:
+        from cjlib.design import honest_reliability
+
+        rules: list[StoppingRule] = []
+        options = self.options
+        if options.target_grade_certainty is not None:
+            rules.append(target_grade_certainty(options.target_grade_certainty))
+        if options.target_reliability is not None:
+            fn = honest_reliability(
+                options.pairing, self.essay_ids, seed=options.seed,
+                anchor_grades=self.anchor_grades, scale=self.grade_scale or ENG5_LEGACY,
+                alpha=STABILITY_ALPHA, gate=options.target_reliability,
+            )  # fmt: skip
+            # A split-half of a handful of decisions is noise: wait for one full round.
+            rules.append(target_reliability(options.target_reliability, fn,
+                                            min_comparisons=len(self.essay_ids)))  # fmt: skip
+        return rules
+
+    def _decided_fit(self, session) -> tuple[pd.DataFrame, BTResult | None]:
+        """The decided comparisons and their fit (penalty 0.03), once per batch size."""
+        frame = decided_comparisons(session, self.batch_id)
+        if self._fit_cache is not None and self._fit_cache[0] == len(frame):
+            return self._fit_cache[1], self._fit_cache[2]
+        try:
+            fit = fit_bradley_terry(frame, alpha=STABILITY_ALPHA) if len(frame) else None
+        except (ValueError, CJError) as err:
+            log.info("batch %s: no fit between waves yet: %s", self.batch_id, err)
+            fit = None
+        self._fit_cache = (len(frame), frame, fit)
+        return frame, fit
+
+    def _grade_probabilities(self, fit: BTResult | None) -> pd.DataFrame | None:
+        """Every student's projected grade probabilities; None until all can be projected."""
+        from cjlib.projection import project_grades
+
+        if fit is None or not self.anchor_grades:
+            return None
+        students = [e for e in self.essay_ids if e not in self.anchors]
+        if not set(students) <= set(fit.scores.index):
+            return None  # a student not compared yet has no grade at all
+        try:
+            scale = self.grade_scale or ENG5_LEGACY
+            return project_grades(fit.scores, self.anchor_grades, scale=scale).grades
+        except CJError as err:
+            log.info("batch %s: grades not projectable yet: %s", self.batch_id, err)
+            return None
+
+    def _target_reason(self, session) -> str | None:
+        if not self._rules:
+            return None
+        frame, fit = self._decided_fit(session)
+        needs_grades = self.options.target_grade_certainty is not None
+        progress = Progress(
+            n_comparisons=len(frame),
+            comparisons=frame if len(frame) else None,
+            grade_probabilities=self._grade_probabilities(fit) if needs_grades else None,
+        )
+        for rule in self._rules:
+            self.measured[rule.reason] = rule.measure(progress)
+        reason = first_reason(self._rules, progress)
+        if reason is not None:
+            log.info("batch %s: stopping rule %s fired (%s)", self.batch_id, reason,
+                     self.measured)  # fmt: skip
+            self._record_stop(session, reason)
+        return reason
+
+    def _record_stop(self, session, reason: str) -> None:
+        """Store which rule fired and what every rule measured, in the upload's metadata."""
+        from cjlib.db.models import CJBatchUpload
+
+        upload = session.get(CJBatchUpload, self.batch_id)
+        meta = dict(upload.processing_metadata or {})
+        meta["stopping"] = {
+            "rule": reason,
+            "measured": {k: (v if math.isfinite(v) else None) for k, v in self.measured.items()},
+        }
+        upload.processing_metadata = meta
+
+    def _estimates(self, session) -> Estimates | None:
+        """Estimates for an adaptive strategy; None during its warm-up or while unfittable."""
+        from cjlib.design import strategy_estimates, warm_up
+
+        strategy = self.options.pairing
+        if not strategy.uses_estimates:
+            return None
+        if min(self._pairing.comparisons(e) for e in self.essay_ids) < warm_up(strategy):
+            return None
+        frame, fit = self._decided_fit(session)
+        if fit is None:
+            return None
+        try:
+            scale = self.grade_scale or ENG5_LEGACY
+            return strategy_estimates(strategy, frame, self.anchor_grades, scale, scores=fit.scores)
+        except CJError as err:
+            # e.g. boundary pairing before the anchors can place the grades: pair balanced.
+            log.info("batch %s: no estimates for %s pairing yet: %s", self.batch_id,
+                     strategy.name, err)  # fmt: skip
+            return None
 
     def _stable(self, session) -> bool:
         """From the third wave: no θ moved more than the threshold, every essay has ≥ 10."""
@@ -363,9 +508,9 @@ class BatchRunner:
         wave = state.current_iteration + 1
         self._waves += 1
         n_pairs = min(self._wave_size(), self.options.max_comparisons - state.total_comparisons)
-        pairs = next_wave(
+        pairs = self.options.pairing.next_wave(
             self.essay_ids, n_pairs, self._pairing, seed=self.options.seed, wave=wave,
-            anchors=self.anchors,
+            anchors=self.anchors, estimates=self._estimates(session),
         )  # fmt: skip
         record_state_transition(
             session, self.batch_id, CoreCJState.GENERATING_PAIRS, reason=f"wave {wave}",
