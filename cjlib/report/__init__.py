@@ -33,6 +33,7 @@ _EXPORTS = {
     "assembly": ("BatchReport", "assemble_report", "build_report"),
     "checklist": ("CHECKS", "FINAL_STATE_SEQUENCE", "evaluate_checklist", "success_checklist"),
     "tables": (
+        "LLM_SECTION_MARKDOWN",
         "POSITION_CI_LEVEL",
         "accuracy_table",
         "anchor_check_table",
@@ -40,7 +41,10 @@ _EXPORTS = {
         "calibration_table",
         "confusion_table",
         "inversions_table",
+        "has_judge_calls",
         "judge_fit_table",
+        "llm_calls_table",
+        "llm_order_table",
         "position_table",
         "reliability_table",
         "run_summary",
