@@ -361,6 +361,15 @@ def _refuse_bad_parameters(parameters: Mapping[str, Any]) -> None:
     judge = str(parameters["judge"]).strip().lower()
     if judge not in JUDGE_NAMES:
         raise UsageError(f"unknown judge {judge!r}; choose one of: {', '.join(JUDGE_NAMES)}")
+    if judge == "llm":
+        from cjlib.llm.settings import LLMConfig
+
+        # A missing server or model fails here in one line, not inside notebook 02.
+        LLMConfig.from_env(
+            base_url=parameters.get("llm_base_url"), model=parameters.get("llm_model")
+        )
+    if judge == "replay" and parameters.get("replay_from") is None:
+        raise UsageError("--judge replay needs --replay-from CJ_BATCH_ID (the batch to replay)")
 
 
 def run_pipeline(

@@ -109,6 +109,13 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+class _QuietHTTPServer(ThreadingHTTPServer):
+    """Logs a client that hung up (a cancelled request) instead of printing a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("llm test server: client %s went away", client_address, exc_info=True)
+
+
 class LLMTestServer:
     """The server; use :func:`running_llm_server` rather than constructing it directly."""
 
@@ -350,7 +357,7 @@ class LLMTestServer:
                     return
                 self._send(*server.handle(body, self.headers.get("Authorization")))
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="llm-test-server", daemon=True

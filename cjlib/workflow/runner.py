@@ -160,13 +160,24 @@ async def _judge_async(
 ) -> None:
     semaphore = asyncio.Semaphore(concurrency)
 
+    stopped = False
+
     async def one(request: PairRequest) -> None:
+        nonlocal stopped
         async with semaphore:
+            # A request that was waiting when the sink stopped the run (a rejected key) is
+            # not sent: the cancellation below may reach it only after it got the semaphore.
+            if stopped:
+                return
             try:
                 result = await judge.ajudge(request)  # type: ignore[attr-defined]
             except Exception as err:  # a failed comparison carrying the error
                 result = _failed_result(request, err)
-        sink(result)
+        try:
+            sink(result)
+        except BaseException:
+            stopped = True
+            raise
 
     tasks = [asyncio.ensure_future(one(r)) for r in requests]
     try:
@@ -181,6 +192,18 @@ async def _judge_async(
         aclose = getattr(judge, "aclose", None)
         if inspect.iscoroutinefunction(aclose):
             await aclose()
+
+
+def _run_coroutine(coroutine) -> None:
+    """``asyncio.run``, also where this thread already runs a loop (a Jupyter kernel)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coroutine)
+        return
+    # asyncio.run refuses to nest: run on a fresh loop in a helper thread and wait for it.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cj-judge-loop") as pool:
+        pool.submit(asyncio.run, coroutine).result()
 
 
 def judge_requests(
@@ -213,10 +236,9 @@ def judge_requests(
     if inspect.iscoroutinefunction(getattr(judge, "ajudge", None)):
         remaining = deadline - time.monotonic()
         coroutine = _judge_async(judge, requests, concurrency, sink)
-        if math.isinf(remaining):
-            asyncio.run(coroutine)
-        else:
-            asyncio.run(asyncio.wait_for(coroutine, max(remaining, 0.0)))
+        if not math.isinf(remaining):
+            coroutine = asyncio.wait_for(coroutine, max(remaining, 0.0))
+        _run_coroutine(coroutine)
         return
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cj-judge") as pool:
         pending = {pool.submit(_judge_one, judge, r) for r in requests}
