@@ -414,3 +414,31 @@ def test_pipeline_refuses_llm_judge_without_server_before_any_notebook(
     err = capsys.readouterr().err
     assert code == 2 and "CJ_LLM_BASE_URL" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_call_of_a_duplicate_answer_is_not_stored(tmp_path):
+    from datetime import UTC, datetime
+
+    from cjlib.llm.audit import JudgeCall
+    from cjlib.workflow.results import ResultWriter
+
+    _, engine = _sqlite(tmp_path)
+    result = execute_batch(
+        engine, assignment_id=ASSIGNMENT, course_id="ENG5", batch_label="sim",
+        max_comparisons=4, judge_params={"error_rate": 0.0}, output_dir=None, finalize=False,
+    )  # fmt: skip
+    first = _pairs(engine, result.cj_batch_id)[0]
+    now = datetime.now(UTC)
+    call = JudgeCall(
+        request_correlation_id=first.cid, essay_a_id=first.a, essay_b_id=first.b,
+        judge_id="llm:m", template_sha256="0" * 64, model_requested="m", started_at=now,
+        completed_at=now, total_s=0.1, attempts=1, http_status=200,
+        winner="essay_b" if first.winner == "essay_a" else "essay_a", confidence=3,
+        justification="a second answer",
+    )  # fmt: skip
+    writer = ResultWriter(engine, result.cj_batch_id)
+    writer.add(call.to_result())
+    assert writer.flush() == 0
+    assert (writer.counts.duplicates, writer.counts.calls_dropped) == (1, 1)
+    assert count(engine, "cj_judge_calls") == 0
+    assert _pairs(engine, result.cj_batch_id)[0].winner == first.winner
