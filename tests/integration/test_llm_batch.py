@@ -344,6 +344,10 @@ def test_max_cost_stops_submitting_and_resume_counts_stored_calls(llm_env, truth
     judge, _ = _resume_judge(engine, result.cj_batch_id, run, None)
     assert judge.costs.totals().cost_usd == pytest.approx(cost)
     assert judge.costs.would_exceed(30.0, more_calls=1)
+    # The template is checked by its hash: a changed file is refused, not silently used.
+    changed = {**run, "llm": {**run["llm"], "template_sha256": "f" * 64}}
+    with pytest.raises(UsageError, match="not the one the batch started with"):
+        _resume_judge(engine, result.cj_batch_id, changed, None)
 
 
 def test_rejected_key_stops_the_run_in_one_line_and_resume_finishes(
