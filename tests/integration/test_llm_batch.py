@@ -217,7 +217,7 @@ def test_killed_run_resumes_without_resending_answered_pairs(llm_env, texts, tru
     url, engine = _sqlite(tmp_path)
     faults = Faults(slow_s=0.12, rate_429=0.1, retry_after_s=0)
     with running_llm_server(truth_by_text, faults=faults, seed=2) as server:
-        args = _execute_args(url, "killed", 100, tmp_path / "runs", "--judge", "llm",
+        args = _execute_args(url, "killed", 70, tmp_path / "runs", "--judge", "llm",
                              "--llm-base-url", server.base_url, "--llm-model", "gpt-4o-mini",
                              "--concurrency", "2")  # fmt: skip
         proc = subprocess.Popen(
@@ -237,16 +237,16 @@ def test_killed_run_resumes_without_resending_answered_pairs(llm_env, texts, tru
         sent_before = server.requests_by_pair()
         (batch_id,) = [r[0] for r in rows(engine, "SELECT id FROM cj_batch_uploads")]
         answered = {_text_pair(texts, p) for p in _pairs(engine, batch_id) if p.winner}
-        assert 12 <= len(answered) < 100
+        assert 12 <= len(answered) < 70
         assert count(engine, "cj_comparison_pairs", "winner IS NULL") > 0  # killed mid-way
 
-        result = resume_batch(engine, batch_id, output_dir=tmp_path / "resumed")
+        result = resume_batch(engine, batch_id, output_dir=tmp_path / "resumed", concurrency=8)
         sent_after = server.requests_by_pair()
 
     assert (result.state, result.completion_reason) == ("COMPLETED", "budget_exhausted")
     assert {pair: sent_after[pair] for pair in answered} == {p: sent_before[p] for p in answered}
     pairs = _pairs(engine, batch_id)
-    assert len(pairs) == 100 and all(p.winner for p in pairs)
+    assert len(pairs) == 70 and all(p.winner for p in pairs)
     assert Counter(c.cid for c in _calls(engine, batch_id)) == Counter(p.cid for p in pairs)
     # Pairs without a stored answer were sent (again) by the resumed run.
     assert sum(sent_after.values()) > sum(sent_before.values())
