@@ -92,6 +92,13 @@ class CompletionTimeout(CJError):
     exit_code = 4
 
 
+class JudgeAuthError(CJError):
+    """The LLM server refused the API key (401/403): the run stops, decided pairs are kept
+    and the batch stays resumable (exit code 2)."""
+
+    exit_code = 2
+
+
 class PipelineError(CJError):
     """A notebook in the pipeline failed; the message names notebook, cell and error."""
 

@@ -388,6 +388,15 @@ def _refuse_bad_parameters(parameters: Mapping[str, Any]) -> None:
         target_reliability(parameters["target_reliability"], float)
     if parameters.get("target_grade_certainty") is not None:
         target_grade_certainty(parameters["target_grade_certainty"])
+    if judge == "llm":
+        from cjlib.llm.settings import LLMConfig
+
+        # A missing server or model fails here in one line, not inside notebook 02.
+        LLMConfig.from_env(
+            base_url=parameters.get("llm_base_url"), model=parameters.get("llm_model")
+        )
+    if judge == "replay" and parameters.get("replay_from") is None:
+        raise UsageError("--judge replay needs --replay-from CJ_BATCH_ID (the batch to replay)")
 
 
 def run_pipeline(

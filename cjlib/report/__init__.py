@@ -40,6 +40,7 @@ _EXPORTS = {
     ),
     "checklist": ("CHECKS", "FINAL_STATE_SEQUENCE", "evaluate_checklist", "success_checklist"),
     "tables": (
+        "LLM_SECTION_MARKDOWN",
         "POSITION_CI_LEVEL",
         "accuracy_table",
         "anchor_check_table",
@@ -47,7 +48,10 @@ _EXPORTS = {
         "calibration_table",
         "confusion_table",
         "inversions_table",
+        "has_judge_calls",
         "judge_fit_table",
+        "llm_calls_table",
+        "llm_order_table",
         "position_table",
         "reliability_table",
         "run_summary",

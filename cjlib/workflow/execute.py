@@ -35,14 +35,15 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from cjlib.datasets import Dataset, default_dataset_dir, load_dataset
+from cjlib.datasets import ENG5_SCALE_NAME, Dataset, default_dataset_dir, load_dataset
 from cjlib.db import session_scope
+from cjlib.db.judge_calls import judge_call_summary, load_judge_calls, load_replay
 from cjlib.db.models import (
     FINAL_STATES,
     AnchorEssayReference,
@@ -67,7 +68,7 @@ from cjlib.db.repository import (
     store_contents,
 )
 from cjlib.errors import BatchNotResumable, BatchRefused, NotFoundError, UsageError
-from cjlib.judges import Judge, make_judge
+from cjlib.judges import Judge, PairRequest, make_judge
 from cjlib.pairing import PairingStrategy, make_strategy
 from cjlib.workflow.finalizer import BatchFinalizer, FinalizationResult
 from cjlib.workflow.runner import STABILITY_THRESHOLD, BatchRunner, RunOptions
@@ -108,6 +109,7 @@ class BatchRunResult:
     run_dir: Path | None
     artefacts: Mapping[str, Path] = field(default_factory=dict)
     finalization: FinalizationResult | None = None
+    judge_calls: Mapping[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         """The run summary as plain data (what ``cj batch execute`` prints)."""
@@ -130,6 +132,7 @@ class BatchRunResult:
             "grade_projections": self.projection_count,
             "waves": self.waves,
             "run_dir": str(self.run_dir) if self.run_dir else None,
+            **({"judge_calls": dict(self.judge_calls)} if self.judge_calls else {}),
         }
 
 
@@ -270,6 +273,139 @@ def _build_judge(name: str, data: Dataset | None, seed: int, params: Mapping[str
     return make_judge(name, abilities=_abilities(data) if data else None, seed=seed, **params)
 
 
+# -- LLM and replay judges -------------------------------------------------------------------
+
+#: LLMConfig fields recorded with a batch (and given back to the judge on resume). The API key
+#: is not a field: it is read from CJ_LLM_API_KEY by every process that builds the judge.
+_LLM_RECORDED = (
+    "temperature",
+    "max_tokens",
+    "timeout_s",
+    "max_retries",
+    "backoff_base_s",
+    "backoff_max_s",
+    "max_retry_after_s",
+    "requests_per_minute",
+    "concurrency",
+    "prompt_price_per_1k",
+    "completion_price_per_1k",
+    "price_file",
+    "use_response_format",
+)
+
+
+def _judge_name(name: str) -> str:
+    return name.strip().lower()
+
+
+def _build_llm_judge(llm: Mapping[str, Any], seed: int, grade_scale: Any) -> Judge:
+    from cjlib.llm import make_llm_judge
+
+    settings = {k: v for k, v in llm.items() if v is not None}
+    return make_llm_judge(seed=seed, grade_scale=grade_scale, **settings)
+
+
+def _llm_record(judge: Any, prompt_template: str | Path | None) -> dict[str, Any]:
+    """What a batch records about its LLM judge: enough to rebuild it, never the key."""
+    config = judge.config
+    price = judge.price
+    return {
+        "base_url": config.base_url,
+        "model": config.model,
+        "prompt_template": None if prompt_template is None else str(Path(prompt_template)),
+        "template_sha256": judge.template.sha256,
+        "grade_scale": judge.grade_scale.name,
+        "settings": {name: getattr(config, name) for name in _LLM_RECORDED},
+        "price_per_1k": None
+        if price is None
+        else {"prompt": price.prompt_per_1k, "completion": price.completion_per_1k},
+    }
+
+
+def _rebuild_llm_judge(
+    record: Mapping[str, Any], seed: int, overrides: Mapping[str, Any] | None
+) -> Judge:
+    """The LLM judge a batch recorded, with ``overrides``; the template must be unchanged."""
+    settings = {
+        "base_url": record.get("base_url"),
+        "model": record.get("model"),
+        "prompt_template": record.get("prompt_template"),
+        **dict(record.get("settings") or {}),
+        **{k: v for k, v in (overrides or {}).items() if v is not None},
+    }
+    judge = _build_llm_judge(settings, seed, record.get("grade_scale") or ENG5_SCALE_NAME)
+    recorded = record.get("template_sha256")
+    if recorded and judge.template.sha256 != recorded:
+        raise UsageError(
+            f"the prompt template {settings['prompt_template'] or '(packaged default)'} is not "
+            f"the one the batch started with (SHA-256 {judge.template.sha256[:12]}… ≠ "
+            f"{recorded[:12]}…); restore it or pass --prompt-template with the original file"
+        )
+    return judge
+
+
+def _seed_costs(engine: Engine, batch_id: int, judge: Any) -> None:
+    """Add a batch's stored calls to the judge's cost tracker (a resumed run's cost cap)."""
+    costs = getattr(judge, "costs", None)
+    if costs is None:
+        return
+    with session_scope(engine) as session:
+        for call in load_judge_calls(session, batch_id):
+            costs.add_call(call)
+
+
+def _load_replay_judge(engine: Engine, replay_from: int, consumed_by: int | None = None) -> Judge:
+    """A replay judge over batch ``replay_from``'s calls.
+
+    ``consumed_by``: a replaying batch being resumed; the source calls its stored calls already
+    used are marked used, so repeated ordered pairs keep their order.
+    """
+
+    with session_scope(engine) as session:
+        judge = load_replay(session, int(replay_from), judge_id=f"replay:{int(replay_from)}")
+        done = load_judge_calls(session, consumed_by) if consumed_by is not None else []
+    for call in done:
+        judge._find(PairRequest("", call.essay_a_id, call.essay_b_id, "", ""))
+    return judge
+
+
+def _source_run(engine: Engine, batch_id: int) -> dict[str, Any]:
+    with session_scope(engine) as session:
+        upload = session.get(CJBatchUpload, int(batch_id))
+        if upload is None:
+            raise NotFoundError(
+                f"no CJ batch with id {batch_id} to replay; pass the id of a batch run with "
+                "--judge llm"
+            )
+        return dict((upload.processing_metadata or {}).get("run") or {})
+
+
+def _check_llm_options(
+    name: str,
+    judge: Any,
+    *,
+    max_cost_usd: float | None,
+    replay_from: int | None,
+) -> None:
+    if replay_from is not None and name != "replay":
+        raise UsageError("--replay-from applies to --judge replay only")
+    if name == "replay" and replay_from is None:
+        raise UsageError("--judge replay needs --replay-from CJ_BATCH_ID (the batch to replay)")
+    if max_cost_usd is None:
+        return
+    if not (isinstance(max_cost_usd, int | float) and math.isfinite(max_cost_usd)) or (
+        max_cost_usd <= 0
+    ):
+        raise UsageError(f"--max-cost-usd must be a number > 0, not {max_cost_usd!r}")
+    if getattr(judge, "costs", None) is None:
+        raise UsageError("--max-cost-usd applies to --judge llm only")
+    if getattr(judge, "price", None) is None:
+        raise UsageError(
+            f"--max-cost-usd needs prices, and model {judge.config.model!r} is not in the price "
+            "table; pass --llm-price-prompt and --llm-price-completion (USD per 1k tokens)"
+        )
+
+
 def _deadline(await_completion: bool, completion_timeout: float) -> float:
     if not await_completion:
         return math.inf
@@ -329,6 +465,10 @@ def execute_batch(
     pairing_params: Mapping[str, Any] | None = None,
     target_reliability: float | None = None,
     target_grade_certainty: float | None = None,
+    llm: Mapping[str, Any] | None = None,
+    max_cost_usd: float | None = None,
+    both_orders: bool | None = None,
+    replay_from: int | None = None,
 ) -> BatchRunResult:
     """Run one CJ batch for ``assignment_id`` from creation to completed projections.
 
@@ -343,7 +483,9 @@ def execute_batch(
     max_comparisons : int
         Budget: at most this many pairs are created (≥ 2).
     judge : str
-        ``simulated`` (alias ``mock``): decides from the data set's latent abilities.
+        ``simulated`` (alias ``mock``): decides from the data set's latent abilities; ``llm``:
+        an OpenAI-compatible server (settings in ``llm``, key from ``CJ_LLM_API_KEY``);
+        ``replay``: the stored answers of batch ``replay_from``, no server.
     seed : int
         Seed of the judge and the pairing.
     dataset : path, optional
@@ -386,6 +528,21 @@ def execute_batch(
         Stop once the reliability the design cannot inflate reaches it (in (0, 1]).
     target_grade_certainty : float, optional
         Stop once every student's most probable grade has at least this probability.
+    llm : mapping, optional
+        For ``judge="llm"``: ``base_url``, ``model`` (default ``CJ_LLM_BASE_URL``/
+        ``CJ_LLM_MODEL``), ``prompt_template`` (a file; default the packaged ENG5 one) and
+        further :class:`~cjlib.llm.settings.LLMConfig` fields (``temperature``,
+        ``concurrency``, ``requests_per_minute``, ``prompt_price_per_1k``,
+        ``completion_price_per_1k`` …). Recorded with the batch (never the key) so that
+        :func:`resume_batch` rebuilds the same judge.
+    max_cost_usd : float, optional
+        LLM judge only: stop submitting pairs when the cost estimate would pass this; the
+        batch finalizes what was decided with completion reason ``max_cost``.
+    both_orders : bool, optional
+        Send every pair as AB and BA, each its own comparison (both count against the
+        budget). Default False; for ``replay``, the replayed batch's setting.
+    replay_from : int, optional
+        For ``judge="replay"``: the batch whose stored LLM answers decide this one.
 
     Raises
     ------
@@ -405,9 +562,29 @@ def execute_batch(
          "target_grade_certainty": target_grade_certainty},
     )  # fmt: skip
     refs, anchor_texts, data = _validate_and_load(engine, assignment_id, max_comparisons, dataset)
+    name = _judge_name(judge)
     params = {**DEFAULT_JUDGE_PARAMS, **(judge_params or {})}
-    judge_impl = _build_judge(judge, data, seed, params)
-    concurrency = concurrency or DEFAULT_CONCURRENCY.get(judge, FALLBACK_CONCURRENCY)
+    llm_record = None
+    if name == "llm":
+        params = {}
+        judge_impl = _build_llm_judge(llm or {}, seed, data.grade_scale)
+        llm_record = _llm_record(judge_impl, (llm or {}).get("prompt_template"))
+        concurrency = concurrency or judge_impl.config.concurrency
+    elif name == "replay":
+        params = {}
+        if replay_from is None:
+            raise UsageError("--judge replay needs --replay-from CJ_BATCH_ID (the batch to replay)")
+        source = _source_run(engine, replay_from)
+        judge_impl = _load_replay_judge(engine, replay_from)
+        if both_orders is None:
+            both_orders = bool(source.get("both_orders"))
+    else:
+        if llm:
+            raise UsageError("LLM settings (--llm-…, --prompt-template) apply to --judge llm only")
+        judge_impl = _build_judge(judge, data, seed, params)
+    _check_llm_options(name, judge_impl, max_cost_usd=max_cost_usd, replay_from=replay_from)
+    both_orders = bool(both_orders)
+    concurrency = concurrency or DEFAULT_CONCURRENCY.get(name, FALLBACK_CONCURRENCY)
     run_params = {
         "judge": judge,
         "judge_id": judge_impl.judge_id,
@@ -421,6 +598,10 @@ def execute_batch(
         "concurrency": concurrency,
         "pairing": strategy.record(),
         "stopping": targets,
+        "both_orders": both_orders,
+        "max_cost_usd": max_cost_usd,
+        "replay_from": replay_from,
+        "llm": llm_record,
     }
     batch_id = _create_batch(
         engine,
@@ -447,6 +628,8 @@ def execute_batch(
         concurrency=concurrency,
         pairing=strategy,
         **targets,
+        max_cost_usd=max_cost_usd,
+        both_orders=both_orders,
     )
     with _ProgressBar(max_comparisons, enabled=progress, callback=on_progress) as bar:
         outcome = BatchRunner(
@@ -520,8 +703,23 @@ def _load_resumable(engine: Engine, batch_id: int) -> _Resumable:
         )
 
 
-def _resume_judge(run: Mapping[str, Any], judge: str | None) -> tuple[Judge, str]:
-    name = judge or run.get("judge") or "simulated"
+def _resume_judge(
+    engine: Engine,
+    batch_id: int,
+    run: Mapping[str, Any],
+    judge: str | None,
+    llm: Mapping[str, Any] | None = None,
+) -> tuple[Judge, str]:
+    name = _judge_name(judge or run.get("judge") or "simulated")
+    seed = int(run.get("seed") or 0)
+    if name == "llm":
+        judge_impl = _rebuild_llm_judge(run.get("llm") or {}, seed, llm)
+        _seed_costs(engine, batch_id, judge_impl)
+        return judge_impl, name
+    if name == "replay":
+        if run.get("replay_from") is None:
+            raise UsageError(f"batch {batch_id} recorded no batch to replay; resume with --judge")
+        return _load_replay_judge(engine, run["replay_from"], consumed_by=batch_id), name
     data = None
     if run.get("dataset"):
         folder = Path(run["dataset"])
@@ -546,6 +744,7 @@ def resume_batch(
     output_dir: str | Path | None = None,
     stale_after: float | None = None,
     finalize_now: bool = False,
+    llm: Mapping[str, Any] | None = None,
 ) -> BatchRunResult:
     """Continue a batch a crash left in INITIALIZING, GENERATING_PAIRS or WAITING_CALLBACKS.
 
@@ -571,6 +770,11 @@ def resume_batch(
     finalize_now : bool
         Send nothing more: finalize what was decided, with completion reason
         ``interrupted``.
+    llm : mapping, optional
+        Overrides of the LLM settings the batch recorded (e.g. another ``base_url``); an LLM
+        batch is otherwise resumed with its recorded server, model, template (checked by its
+        SHA-256), sampling settings and prices, and the key from ``CJ_LLM_API_KEY``. The cost
+        cap counts the calls already stored.
 
     Returns
     -------
@@ -598,7 +802,7 @@ def resume_batch(
     waves = 0
     reason = "interrupted"
     if not finalize_now:
-        judge_impl, name = _resume_judge(run, judge)
+        judge_impl, name = _resume_judge(engine, cj_batch_id, run, judge, llm)
         recorded = run.get("pairing") or {"name": "balanced", "params": {}}
         strategy, targets = _pairing_and_stopping(
             recorded.get("name", "balanced"), recorded.get("params"), run.get("stopping") or {}
@@ -615,6 +819,8 @@ def resume_batch(
             **({"stale_after": stale_after} if stale_after is not None else {}),
             pairing=strategy,
             **targets,
+            max_cost_usd=run.get("max_cost_usd") if name == "llm" else None,
+            both_orders=bool(run.get("both_orders")),
         )
         _record_resume(engine, cj_batch_id)
         outcome = BatchRunner(
@@ -702,6 +908,7 @@ def _result(
         projections = session.scalar(
             select(func.count()).where(GradeProjection.cj_batch_id == batch_id)
         )
+        calls = judge_call_summary(session, batch_id)
         return BatchRunResult(
             cj_batch_id=batch_id,
             bos_batch_id=upload.bos_batch_id,
@@ -723,4 +930,5 @@ def _result(
             run_dir=run_dir,
             artefacts=dict(artefacts),
             finalization=finalization,
+            judge_calls=asdict(calls) if calls.calls else None,
         )

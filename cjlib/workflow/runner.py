@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
 import math
 import time
@@ -30,7 +31,7 @@ from cjlib.db import session_scope
 from cjlib.db.models import CJComparisonPair, CoreCJState, utc_now
 from cjlib.db.queries import decided_comparisons
 from cjlib.db.repository import lock_batch_state, record_state_transition
-from cjlib.errors import CJError, CompletionTimeout
+from cjlib.errors import CJError, CompletionTimeout, JudgeAuthError
 from cjlib.grades import ENG5_LEGACY
 from cjlib.judges import Judge, JudgeResult, PairRequest
 from cjlib.pairing import (
@@ -73,6 +74,11 @@ JUDGE_EXCEPTION = "judge_exception"
 CALLBACK_LOST = "callback_lost"
 #: Seconds between polls while other workers finish their claims.
 _POLL_SECONDS = 0.2
+#: Error codes after which no further request can succeed (a missing or rejected API key):
+#: the run stops at the first one instead of failing every pair with it.
+FATAL_ERROR_CODES = frozenset({"auth_error"})
+#: Completion reason when the cost cap stopped the run.
+MAX_COST = "max_cost"
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,13 @@ class RunOptions:
     target_grade_certainty : float or None
         Stop (reason ``target_grade_certainty``) once every student's most probable grade has
         at least this probability.
+    max_cost_usd : float or None
+        Stop submitting pairs once the judge's cost estimate (``judge.costs``, a
+        :class:`~cjlib.llm.costs.CostTracker`) would pass this; the batch then finalizes
+        with completion reason ``max_cost``. Checked before each turn for all its pairs.
+    both_orders : bool
+        Each generated pair is also sent mirrored (BA), in the same wave, as its own pair;
+        both count against ``max_comparisons``.
     """
 
     max_comparisons: int
@@ -121,6 +134,8 @@ class RunOptions:
     pairing: PairingStrategy = field(default_factory=BalancedPairing)
     target_reliability: float | None = None
     target_grade_certainty: float | None = None
+    max_cost_usd: float | None = None
+    both_orders: bool = False
 
 
 @dataclass(frozen=True)
@@ -173,15 +188,50 @@ async def _judge_async(
 ) -> None:
     semaphore = asyncio.Semaphore(concurrency)
 
+    stopped = False
+
     async def one(request: PairRequest) -> None:
+        nonlocal stopped
         async with semaphore:
+            # A request that was waiting when the sink stopped the run (a rejected key) is
+            # not sent: the cancellation below may reach it only after it got the semaphore.
+            if stopped:
+                return
             try:
                 result = await judge.ajudge(request)  # type: ignore[attr-defined]
             except Exception as err:  # a failed comparison carrying the error
                 result = _failed_result(request, err)
-        sink(result)
+        try:
+            sink(result)
+        except BaseException:
+            stopped = True
+            raise
 
-    await asyncio.gather(*(one(r) for r in requests))
+    tasks = [asyncio.ensure_future(one(r)) for r in requests]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        # After a sink error (a fatal judge answer) or a timeout, no other request may
+        # finish into the sink: cancel them before the client goes away.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # An HTTP judge keeps one client per event loop; this loop ends with the turn.
+        aclose = getattr(judge, "aclose", None)
+        if inspect.iscoroutinefunction(aclose):
+            await aclose()
+
+
+def _run_coroutine(coroutine) -> None:
+    """``asyncio.run``, also where this thread already runs a loop (a Jupyter kernel)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coroutine)
+        return
+    # asyncio.run refuses to nest: run on a fresh loop in a helper thread and wait for it.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cj-judge-loop") as pool:
+        pool.submit(asyncio.run, coroutine).result()
 
 
 def judge_requests(
@@ -214,10 +264,9 @@ def judge_requests(
     if inspect.iscoroutinefunction(getattr(judge, "ajudge", None)):
         remaining = deadline - time.monotonic()
         coroutine = _judge_async(judge, requests, concurrency, sink)
-        if math.isinf(remaining):
-            asyncio.run(coroutine)
-        else:
-            asyncio.run(asyncio.wait_for(coroutine, max(remaining, 0.0)))
+        if not math.isinf(remaining):
+            coroutine = asyncio.wait_for(coroutine, max(remaining, 0.0))
+        _run_coroutine(coroutine)
         return
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cj-judge") as pool:
         pending = {pool.submit(_judge_one, judge, r) for r in requests}
@@ -330,7 +379,9 @@ class BatchRunner:
             state = lock_batch_state(session, self.batch_id)
             if state.state.value in ("COMPLETED", "FAILED", "CANCELLED", "SCORING"):
                 return _Turn(already_final=True)
-            per_turn = self._wave_size()
+            per_turn = self._affordable(self._wave_size() * self._orders())
+            if per_turn == 0:
+                return self._stop(state, MAX_COST, session)
             claimed = claim_pairs(session, worker, per_turn, stale_after=self.options.stale_after)
             if claimed:
                 return _Turn(claimed=claimed)
@@ -339,16 +390,40 @@ class BatchRunner:
             self._refresh_pairing(session)
             reason = self._stop_reason(session, state.total_comparisons)
             if reason is not None:
-                if state.state is CoreCJState.GENERATING_PAIRS:
-                    record_state_transition(
-                        session, self.batch_id, CoreCJState.WAITING_CALLBACKS,
-                        reason="no more pairs", state_row=state,
-                    )  # fmt: skip
-                return _Turn(reason=reason)
-            return _Turn(claimed=self._generate_wave(session, state, worker))
+                return self._stop(state, reason, session)
+            return _Turn(claimed=self._generate_wave(session, state, worker, per_turn))
+
+    def _stop(self, state, reason: str, session=None) -> _Turn:
+        if session is not None and state.state is CoreCJState.GENERATING_PAIRS:
+            record_state_transition(
+                session, self.batch_id, CoreCJState.WAITING_CALLBACKS,
+                reason="no more pairs", state_row=state,
+            )  # fmt: skip
+        if reason == MAX_COST:
+            log.warning("batch %s: stopped submitting pairs, the cost estimate would pass "
+                        "--max-cost-usd %s", self.batch_id, self.options.max_cost_usd)  # fmt: skip
+        return _Turn(reason=reason)
 
     def _wave_size(self) -> int:
         return self.options.wave_size or self.options.pairing.wave_size(len(self.essay_ids))
+
+    def _orders(self) -> int:
+        return 2 if self.options.both_orders else 1
+
+    def _affordable(self, wanted: int) -> int:
+        """How many of ``wanted`` requests the cost cap still allows (all without a cap).
+
+        The estimate of the next calls is the mean cost per call so far
+        (:meth:`~cjlib.llm.costs.CostTracker.would_exceed`), so the first turn always runs.
+        With both orders the count is rounded down to whole AB/BA couples.
+        """
+        costs = getattr(self.judge, "costs", None)
+        if self.options.max_cost_usd is None or costs is None:
+            return wanted
+        n = wanted
+        while n > 0 and costs.would_exceed(self.options.max_cost_usd, more_calls=n):
+            n -= 1
+        return n - n % self._orders()
 
     def _refresh_pairing(self, session) -> None:
         """Add pairs created since the last look (by any worker) to the pairing state."""
@@ -369,7 +444,8 @@ class BatchRunner:
             self._last_pair_id = pair_id
 
     def _stop_reason(self, session, total: int) -> str | None:
-        if total >= self.options.max_comparisons:
+        # With both orders a pair needs two comparisons of the budget.
+        if total + self._orders() > self.options.max_comparisons:
             return "budget_exhausted"
         if all_pairs_seen(self.essay_ids, self._pairing):
             return "all_pairs_compared"
@@ -503,15 +579,32 @@ class BatchRunner:
         log.info("batch %s: max |Δθ| since the last check %.3f", self.batch_id, change)
         return change < self.options.stability_threshold
 
-    def _generate_wave(self, session, state, worker: Worker) -> list[ClaimedPair]:
-        """Create the next wave's pairs, claimed by ``worker``, in the caller's transaction."""
+    def _generate_wave(
+        self, session, state, worker: Worker, affordable: int | None = None
+    ) -> list[ClaimedPair]:
+        """Create the next wave's pairs, claimed by ``worker``, in the caller's transaction.
+
+        With ``both_orders`` each chosen pair (a, b) is followed by its mirror (b, a); the
+        mirror's metadata names the forward pair's correlation id.
+        """
         wave = state.current_iteration + 1
         self._waves += 1
-        n_pairs = min(self._wave_size(), self.options.max_comparisons - state.total_comparisons)
-        pairs = self.options.pairing.next_wave(
-            self.essay_ids, n_pairs, self._pairing, seed=self.options.seed, wave=wave,
+        orders = self._orders()
+        n_pairs = min(
+            self._wave_size(),
+            (self.options.max_comparisons - state.total_comparisons) // orders,
+            (affordable if affordable is not None else math.inf) // orders,
+        )
+        chosen = self.options.pairing.next_wave(
+            self.essay_ids, int(n_pairs), self._pairing, seed=self.options.seed, wave=wave,
             anchors=self.anchors, estimates=self._estimates(session),
         )  # fmt: skip
+        pairs: list[tuple[str, str, dict]] = []
+        for a, b in chosen:
+            pairs.append((a, b, {"wave": wave}))
+            if self.options.both_orders:
+                self._pairing.add(b, a)
+                pairs.append((b, a, {"wave": wave, "order": "BA"}))
         record_state_transition(
             session, self.batch_id, CoreCJState.GENERATING_PAIRS, reason=f"wave {wave}",
             state_row=state,
@@ -525,11 +618,14 @@ class BatchRunner:
                 "request_correlation_id": str(uuid.uuid4()),
                 "judge_id": self.judge.judge_id,
                 "submitted_at": now,
-                "processing_metadata": {"wave": wave},
+                "processing_metadata": meta,
                 "claimed_by": worker.worker_id,
             }
-            for a, b in pairs
+            for a, b, meta in pairs
         ]
+        for forward, mirror in itertools.pairwise(rows):
+            if mirror["processing_metadata"].get("order") == "BA":
+                mirror["processing_metadata"]["mirror_of"] = forward["request_correlation_id"]
         session.execute(insert(CJComparisonPair), rows)
         self._last_pair_id = int(
             session.scalar(
@@ -577,6 +673,11 @@ class BatchRunner:
         lost: list[str] = []
 
         def sink(result: JudgeResult) -> None:
+            if result.error_code in FATAL_ERROR_CODES:
+                # Not recorded: the pair stays pending, to be sent again by `cj batch resume`
+                # once the key is fixed. Raising here ends the turn (asyncio.run cancels the
+                # requests still waiting).
+                raise JudgeAuthError(self._fatal_message(result))
             if result.lost:
                 lost.append(result.request_correlation_id)
             else:
@@ -594,9 +695,21 @@ class BatchRunner:
             writer.flush()
             self._check_deadline()
             raise
+        except JudgeAuthError:
+            writer.flush()
+            raise
         writer.flush()
         if lost:
             self._close_lost(lost, writer)
+
+    def _fatal_message(self, result: JudgeResult) -> str:
+        call = getattr(result, "call", None)
+        detail = getattr(call, "error_detail", None) or result.error_code
+        return (
+            f"the LLM server refused the API key ({detail}); batch {self.batch_id} is stopped "
+            f"with its decided pairs kept: set CJ_LLM_API_KEY to a valid key and run "
+            f"`cj batch resume {self.batch_id}`"
+        )
 
     def _close_lost(self, lost: Sequence[str], writer: ResultWriter) -> None:
         """Results that never came: wait the grace period, then record them as failed."""

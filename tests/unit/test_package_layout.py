@@ -11,7 +11,7 @@ from cjlib.package_data import package_path
 
 PACKAGE = Path(cjlib.__file__).resolve().parent
 #: Modules of cjlib/cli that are not command groups.
-SHELL_PLUMBING = {"__init__", "__main__", "main", "_common"}
+SHELL_PLUMBING = {"__init__", "__main__", "main", "_common", "_llm"}
 
 
 def _imported_modules(path: Path) -> set[str]:
