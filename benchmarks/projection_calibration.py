@@ -35,7 +35,9 @@ SCALE = "eng5_np_legacy_9_step"
 COUNTS = (2, 3, 5, 10, 20, 40)
 #: ridge α = 0.03 is the finalizer's fallback; α = 0.005 stands in for a bias-reduced
 #: (Firth-type) estimate close to the MLE; α = 0 is the MLE, run only where it exists.
-ESTIMATORS = {"ridge0.03": 0.03, "ridge0.005": 0.005, "mle": 0.0}
+#: ``ridge0.03c`` is ridge α = 0.03 with SEs under the sum-to-zero constraint (se² − 1/(2αn),
+#: what issue 11 item 2 makes ``fit_bradley_terry`` return).
+ESTIMATORS = {"ridge0.03": 0.03, "ridge0.03c": 0.03, "ridge0.005": 0.005, "mle": 0.0}
 
 
 def _coverage90(probs: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -46,13 +48,16 @@ def _coverage90(probs: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return float(np.mean(inside)), float(np.mean(size))
 
 
-def _batch(generator: str, count: int, seed: int, alpha: float, n_students: int):
+def _batch(generator: str, count: int, seed: int, name: str, n_students: int):
+    alpha = ESTIMATORS[name]
     population = TRUTH_GENERATORS[generator](SCALE, ENG5_ANCHOR_GRADES, n_students, seed=seed)
     comparisons = simulate_comparisons(population.essays, comparisons_per_essay=count, seed=seed)
     try:
-        scores = fit_bradley_terry(comparisons, alpha=alpha).scores
+        scores = fit_bradley_terry(comparisons, alpha=alpha).scores.copy()
     except DisconnectedComparisonsError:
         return None
+    if name.endswith("c"):
+        scores["se"] = np.sqrt(scores["se"] ** 2 - 1.0 / (2 * alpha * len(scores)))
     students = population.students
     truth = pd.Series(students["true_grade"].to_numpy(), index=students["essay_id"].to_numpy())
     try:
@@ -92,6 +97,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=12)
     parser.add_argument("--students", type=int, default=200)
     parser.add_argument("--estimators", default=",".join(ESTIMATORS))
+    parser.add_argument("--counts", default=",".join(map(str, COUNTS)))
     args = parser.parse_args()
     print(f"{args.seeds} batches per cell, 12 anchors + {args.students} students each\n")
     print(
@@ -101,9 +107,9 @@ def main() -> None:
     print("| --- | --- |" + " ---: |" * 12)
     for generator in TRUTH_GENERATORS:
         for name in args.estimators.split(","):
-            for count in COUNTS:
+            for count in map(int, args.counts.split(",")):
                 runs = [
-                    _batch(generator, count, seed, ESTIMATORS[name], args.students)
+                    _batch(generator, count, seed, name, args.students)
                     for seed in range(args.seeds)
                 ]
                 fitted = [r for r in runs if r is not None]

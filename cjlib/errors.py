@@ -68,7 +68,8 @@ class ProjectionUnavailable(CJError):
 
     Reasons: ``too_few_anchor_grades``, ``unknown_anchor_grade``, ``anchors_missing_from_scores``,
     ``no_anchors``, ``no_students``, ``invalid_scores``, ``conflicting_anchor_grades``,
-    ``unknown_scale``.
+    ``unknown_scale``, ``too_little_information`` (students' reliability below
+    ``cjlib.projection.MIN_RELIABILITY``).
     """
 
     def __init__(self, reason: str, message: str):
