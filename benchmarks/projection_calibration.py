@@ -33,11 +33,14 @@ from cjlib.simulation import TRUTH_GENERATORS, simulate_comparisons
 
 SCALE = "eng5_np_legacy_9_step"
 COUNTS = (2, 3, 5, 10, 20, 40)
-#: ridge α = 0.03 is the finalizer's fallback; α = 0.005 stands in for a bias-reduced
-#: (Firth-type) estimate close to the MLE; α = 0 is the MLE, run only where it exists.
-#: ``ridge0.03c`` is ridge α = 0.03 with SEs under the sum-to-zero constraint (se² − 1/(2αn),
-#: what issue 11 item 2 makes ``fit_bradley_terry`` return).
-ESTIMATORS = {"ridge0.03": 0.03, "ridge0.03c": 0.03, "ridge0.005": 0.005, "mle": 0.0}
+#: The estimators compared (``fit_bradley_terry`` arguments): Firth is the library's and the
+#: finalizer's default; ridge α = 0.03 was the finalizer's fallback before it; the MLE is run
+#: only where it exists. Every SE is under the sum-to-zero constraint.
+ESTIMATORS = {
+    "firth": {"method": "firth"},
+    "ridge0.03": {"method": "ridge", "alpha": 0.03},
+    "mle": {"method": "mle"},
+}
 
 
 def _coverage90(probs: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -49,15 +52,12 @@ def _coverage90(probs: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 
 
 def _batch(generator: str, count: int, seed: int, name: str, n_students: int):
-    alpha = ESTIMATORS[name]
     population = TRUTH_GENERATORS[generator](SCALE, ENG5_ANCHOR_GRADES, n_students, seed=seed)
     comparisons = simulate_comparisons(population.essays, comparisons_per_essay=count, seed=seed)
     try:
-        scores = fit_bradley_terry(comparisons, alpha=alpha).scores.copy()
+        scores = fit_bradley_terry(comparisons, **ESTIMATORS[name]).scores.copy()
     except DisconnectedComparisonsError:
         return None
-    if name.endswith("c"):
-        scores["se"] = np.sqrt(scores["se"] ** 2 - 1.0 / (2 * alpha * len(scores)))
     students = population.students
     truth = pd.Series(students["true_grade"].to_numpy(), index=students["essay_id"].to_numpy())
     try:
