@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from cjlib import __version__
-from cjlib.cli import anchors, batch, db, health, pipeline, workspace
+from cjlib.cli import anchors, batch, batch_resume, db, health, pipeline, workspace
 from cjlib.cli._common import console, err_console
 from cjlib.errors import CJError
 
@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(anchors.app, name="anchors")
-app.add_typer(batch.app, name="batch")
+app.add_typer(batch.app, name="batch")  # with `resume` from batch_resume
 app.add_typer(health.app)
 app.add_typer(pipeline.app)
 app.add_typer(workspace.app)
