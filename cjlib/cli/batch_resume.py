@@ -36,9 +36,7 @@ def resume(
     cj_batch_id: BatchId,
     concurrency: Annotated[
         int | None,
-        typer.Option(
-            "--concurrency", min=1, help="Judge requests in flight; default the batch's."
-        ),
+        typer.Option("--concurrency", min=1, help="Judge requests in flight; default the batch's."),
     ] = None,
     completion_timeout: Annotated[
         float,
@@ -112,8 +110,5 @@ def resume(
             table.add_row(key, show(value))
         console.print(table)
     if not already_final and (result.status != "COMPLETE_STABLE" or result.state != "COMPLETED"):
-        err_console.print(
-            f"batch {cj_batch_id} ended {result.status}/{result.state}", markup=False
-        )
+        err_console.print(f"batch {cj_batch_id} ended {result.status}/{result.state}", markup=False)
         raise typer.Exit(1)
-

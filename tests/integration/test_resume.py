@@ -95,8 +95,10 @@ def _start_and_kill(url: str, tmp_path: Path, pause_at: str, log: Path) -> int:
     return batch_id
 
 
-def _resume(url: str, batch_id: int, tmp_path: Path, log: Path | None = None, *extra: str):
-    env = _env(**({"CJ_TEST_JUDGE_LOG": str(log)} if log else {}))
+def _resume(
+    url: str, batch_id: int, tmp_path: Path, log: Path | None = None, *extra: str, **env_extra
+):
+    env = _env(**({"CJ_TEST_JUDGE_LOG": str(log)} if log else {}), **env_extra)
     return subprocess.Popen(
         _cli("batch", "resume", str(batch_id), "--json", "--output-dir", str(tmp_path / "runs"),
              "--completion-timeout", "120", "--database-url", url, *extra),
