@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 
 from cjlib import __version__
-from cjlib.cli import anchors, batch, batch_resume, db, health, pipeline, workspace
+from cjlib.cli import anchors, batch, db, health, pipeline, workspace
+from cjlib.cli import batch_resume as _batch_resume  # noqa: F401  (registers `cj batch resume`)
 from cjlib.cli._common import console, err_console
 from cjlib.errors import CJError
 

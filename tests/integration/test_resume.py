@@ -48,16 +48,31 @@ def _cli(*args: str) -> list[str]:
 
 def _register(engine) -> None:
     # In this process: the subprocesses are for what gets killed and what resumes.
-    register_anchors(engine, assignment_id=ASSIGNMENT, course_id="ENG5",
-                     dataset=sample_dataset_dir())  # fmt: skip
+    register_anchors(
+        engine, assignment_id=ASSIGNMENT, course_id="ENG5", dataset=sample_dataset_dir()
+    )
 
 
 def _execute_args(url: str, tmp_path: Path, label: str = "crash") -> list[str]:
     return _cli(
-        "batch", "execute", "--assignment-id", ASSIGNMENT, "--course-id", "ENG5",
-        "--batch-label", label, "--max-comparisons", str(BUDGET), "--seed", "3",
-        "--output-dir", str(tmp_path / "runs"), "--json", "--database-url", url,
-    )  # fmt: skip
+        "batch",
+        "execute",
+        "--assignment-id",
+        ASSIGNMENT,
+        "--course-id",
+        "ENG5",
+        "--batch-label",
+        label,
+        "--max-comparisons",
+        str(BUDGET),
+        "--seed",
+        "3",
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--json",
+        "--database-url",
+        url,
+    )
 
 
 def _start_and_kill(url: str, tmp_path: Path, pause_at: str, log: Path) -> int:
@@ -66,16 +81,25 @@ def _start_and_kill(url: str, tmp_path: Path, pause_at: str, log: Path) -> int:
     marks.mkdir()
     proc = subprocess.Popen(
         _execute_args(url, tmp_path),
-        env=_env(CJ_TEST_PAUSE_AT=pause_at, CJ_TEST_MARK_DIR=str(marks),
-                 CJ_TEST_JUDGE_DELAY="0.002", CJ_TEST_JUDGE_LOG=str(log)),
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=_env(
+            CJ_TEST_PAUSE_AT=pause_at,
+            CJ_TEST_MARK_DIR=str(marks),
+            CJ_TEST_JUDGE_DELAY="0.002",
+            CJ_TEST_JUDGE_LOG=str(log),
+        ),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (marks / "paused").exists():
             if proc.poll() is not None:
-                pytest.fail(f"execute ended ({proc.returncode}) before {pause_at}: "
-                            f"{proc.stderr.read()[-2000:]}")  # fmt: skip
+                pytest.fail(
+                    f"execute ended ({proc.returncode}) before {pause_at}: "
+                    f"{proc.stderr.read()[-2000:]}"
+                )
             if time.monotonic() > deadline:
                 pytest.fail(f"execute did not reach {pause_at} within 60 s")
             time.sleep(0.05)
@@ -100,10 +124,25 @@ def _resume(
 ):
     env = _env(**({"CJ_TEST_JUDGE_LOG": str(log)} if log else {}), **env_extra)
     return subprocess.Popen(
-        _cli("batch", "resume", str(batch_id), "--json", "--output-dir", str(tmp_path / "runs"),
-             "--completion-timeout", "120", "--database-url", url, *extra),
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        _cli(
+            "batch",
+            "resume",
+            str(batch_id),
+            "--json",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--completion-timeout",
+            "120",
+            "--database-url",
+            url,
+            *extra,
+        ),
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(proc: subprocess.Popen) -> tuple[int, str, str]:
@@ -130,11 +169,19 @@ def assert_books_balance(engine, batch_id: int) -> None:
     assert report.comparisons_agree, (report.comparisons_from_state, report.comparisons_from_pairs)
     pairs = report.comparisons_from_pairs
     assert pairs.total == pairs.completed + pairs.failed == BUDGET
-    assert count(engine, "cj_comparison_pairs", "cj_batch_id = :b AND winner IS NULL",
-                 b=batch_id) == 0  # fmt: skip
+    assert (
+        count(engine, "cj_comparison_pairs", "cj_batch_id = :b AND winner IS NULL", b=batch_id) == 0
+    )
     # One row (so at most one result) per correlation id and per (essays, wave) draw.
-    assert count(engine, "(SELECT DISTINCT request_correlation_id FROM cj_comparison_pairs "
-                 "WHERE cj_batch_id = :b) AS d", b=batch_id) == BUDGET  # fmt: skip
+    assert (
+        count(
+            engine,
+            "(SELECT DISTINCT request_correlation_id FROM cj_comparison_pairs "
+            "WHERE cj_batch_id = :b) AS d",
+            b=batch_id,
+        )
+        == BUDGET
+    )
     history = rows(
         engine,
         "SELECT from_state, to_state FROM cj_batch_state_transitions WHERE batch_id = :b "
@@ -206,8 +253,9 @@ def test_killed_execute_is_flagged_stalled_then_resume_completes_it(
         # Pairs sent again were sent by the dead worker (same correlation id) or are new.
         resent = set(sent_again) & first
         assert resent <= {r for r in first if r not in before}
-        metadata = rows(engine, "SELECT processing_metadata FROM cj_batch_uploads WHERE id = :b",
-                        b=batch_id)[0][0]  # fmt: skip
+        metadata = rows(
+            engine, "SELECT processing_metadata FROM cj_batch_uploads WHERE id = :b", b=batch_id
+        )[0][0]
         metadata = json.loads(metadata) if isinstance(metadata, str) else metadata
         assert len(metadata["resumed_at"]) == 1
         if pause_at.startswith("finalize"):
@@ -225,8 +273,14 @@ def test_resume_of_a_failed_batch_says_why_and_exits_1(tmp_path, capsys):
     assert main(["db", "upgrade", "--database-url", url]) == 0
     engine = get_engine(url)
     _register(engine)
-    result = execute_batch(engine, assignment_id=ASSIGNMENT, course_id="ENG5",
-                           batch_label="failing", max_comparisons=80, finalize=False)  # fmt: skip
+    result = execute_batch(
+        engine,
+        assignment_id=ASSIGNMENT,
+        course_id="ENG5",
+        batch_label="failing",
+        max_comparisons=80,
+        finalize=False,
+    )
 
     def broken(step: str) -> None:
         if step == "project":
@@ -252,8 +306,19 @@ def test_finalize_now_finalizes_what_was_decided_as_interrupted(db_url, tmp_path
     try:
         decided = len(_decided_ids(engine, batch_id))
         capsys.readouterr()
-        code = main(["batch", "resume", str(batch_id), "--finalize-now", "--json",
-                     "--output-dir", str(tmp_path / "runs"), "--database-url", db_url])  # fmt: skip
+        code = main(
+            [
+                "batch",
+                "resume",
+                str(batch_id),
+                "--finalize-now",
+                "--json",
+                "--output-dir",
+                str(tmp_path / "runs"),
+                "--database-url",
+                db_url,
+            ]
+        )
         assert code == 0
         summary = json.loads(capsys.readouterr().out)
         assert summary["completion_reason"] == "interrupted"
@@ -262,8 +327,12 @@ def test_finalize_now_finalizes_what_was_decided_as_interrupted(db_url, tmp_path
         assert report.comparisons_from_pairs.completed + report.comparisons_from_pairs.failed == (
             report.comparisons_from_pairs.total
         )
-        closed = count(engine, "cj_comparison_pairs",
-                       "cj_batch_id = :b AND error_code = 'closed_at_finalization'", b=batch_id)  # fmt: skip
+        closed = count(
+            engine,
+            "cj_comparison_pairs",
+            "cj_batch_id = :b AND error_code = 'closed_at_finalization'",
+            b=batch_id,
+        )
         assert closed == report.comparisons_from_pairs.total - decided > 0
     finally:
         engine.dispose()

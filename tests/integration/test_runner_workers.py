@@ -49,12 +49,14 @@ def test_two_resumes_on_postgresql_share_the_work_and_finalize_once(db_url, tmp_
                 "SELECT request_correlation_id FROM cj_comparison_pairs "
                 "WHERE cj_batch_id = :b AND winner IS NOT NULL",
                 b=batch_id,
-            )  # fmt: skip
+            )
         }
         logs = [tmp_path / "judge_a.log", tmp_path / "judge_b.log"]
         # A per-decision delay so that both workers are at work at the same time.
-        procs = [_resume(db_url, batch_id, tmp_path / name, log, CJ_TEST_JUDGE_DELAY="0.03")
-                 for name, log in zip("ab", logs, strict=True)]  # fmt: skip
+        procs = [
+            _resume(db_url, batch_id, tmp_path / name, log, CJ_TEST_JUDGE_DELAY="0.03")
+            for name, log in zip("ab", logs, strict=True)
+        ]
         outcomes = [_finish(proc) for proc in procs]
         for code, _, err in outcomes:
             assert code == 0, err
@@ -69,8 +71,12 @@ def test_two_resumes_on_postgresql_share_the_work_and_finalize_once(db_url, tmp_
         assert not set(sent[0]) & set(sent[1])
         assert not (set(sent[0]) | set(sent[1])) & before
         assert len(sent[0]) + len(sent[1]) == 200 - len(before)
-        completed = count(engine, "cj_batch_state_transitions",
-                          "batch_id = :b AND to_state = 'COMPLETED'", b=batch_id)  # fmt: skip
+        completed = count(
+            engine,
+            "cj_batch_state_transitions",
+            "batch_id = :b AND to_state = 'COMPLETED'",
+            b=batch_id,
+        )
         assert completed == 1
         assert count(engine, "event_outbox", "aggregate_id = :b", b=str(batch_id)) == 2
         assert count(engine, "cj_batch_workers", "cj_batch_id = :b", b=batch_id) == 3
@@ -87,14 +93,20 @@ def test_a_second_worker_on_sqlite_is_refused_in_one_line(tmp_path):
     _register(engine)
     batch_id = _start_and_kill(url, tmp_path, "judged:100", tmp_path / "dead.log")
     # A live worker: resumes, then pauses inside its judge until killed.
-    first = _resume(url, batch_id, tmp_path / "a", None, CJ_TEST_PAUSE_AT="judged:5",
-                    CJ_TEST_MARK_DIR=str(tmp_path))  # fmt: skip
+    first = _resume(
+        url,
+        batch_id,
+        tmp_path / "a",
+        None,
+        CJ_TEST_PAUSE_AT="judged:5",
+        CJ_TEST_MARK_DIR=str(tmp_path),
+    )
     try:
         deadline = time.monotonic() + 60
         while not (tmp_path / "paused").exists():
             assert first.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
-        code, out, err = _finish(_resume(url, batch_id, tmp_path / "b"))
+        code, _out, err = _finish(_resume(url, batch_id, tmp_path / "b"))
         assert code == 2
         lines = err.strip().splitlines()
         assert len(lines) == 1
@@ -117,16 +129,28 @@ def test_a_judge_that_raises_gives_failed_comparisons_carrying_the_error(engine,
     missing = students[:3]
     truth[~truth["essay_id"].isin(missing)].to_csv(dataset / "truth.csv", index=False)
     register_anchors(engine, assignment_id=ASSIGNMENT, course_id="ENG5", dataset=dataset)
-    result = execute_batch(engine, assignment_id=ASSIGNMENT, course_id="ENG5",
-                           batch_label="raising", max_comparisons=80, dataset=dataset,
-                           callback_grace=0.0)  # fmt: skip
-    failed = rows(engine, "SELECT essay_a_els_id, essay_b_els_id, error_code, justification "
-                  "FROM cj_comparison_pairs WHERE error_code IS NOT NULL")  # fmt: skip
+    result = execute_batch(
+        engine,
+        assignment_id=ASSIGNMENT,
+        course_id="ENG5",
+        batch_label="raising",
+        max_comparisons=80,
+        dataset=dataset,
+        callback_grace=0.0,
+    )
+    failed = rows(
+        engine,
+        "SELECT essay_a_els_id, essay_b_els_id, error_code, justification "
+        "FROM cj_comparison_pairs WHERE error_code IS NOT NULL",
+    )
     codes = {r.error_code for r in failed}
     assert CALLBACK_LOST not in codes
     raised = [r for r in failed if r.error_code == JUDGE_EXCEPTION]
-    involving = [r for r in rows(engine, "SELECT essay_a_els_id, essay_b_els_id FROM "
-                                 "cj_comparison_pairs") if {*r} & set(missing)]  # fmt: skip
+    involving = [
+        r
+        for r in rows(engine, "SELECT essay_a_els_id, essay_b_els_id FROM cj_comparison_pairs")
+        if {*r} & set(missing)
+    ]
     assert involving and len(raised) == len(involving)
     for r in raised:
         essay = ({r.essay_a_els_id, r.essay_b_els_id} & set(missing)).pop()
@@ -148,8 +172,15 @@ def test_a_half_done_batch_finalized_by_hand_says_interrupted(engine, monkeypatc
 
     monkeypatch.setattr(SimulatedJudge, "judge", slow)
     with pytest.raises(CompletionTimeout, match="cj batch resume"):
-        execute_batch(engine, assignment_id=ASSIGNMENT, course_id="ENG5", batch_label="half",
-                      max_comparisons=600, await_completion=True, completion_timeout=2.0)  # fmt: skip
+        execute_batch(
+            engine,
+            assignment_id=ASSIGNMENT,
+            course_id="ENG5",
+            batch_label="half",
+            max_comparisons=600,
+            await_completion=True,
+            completion_timeout=2.0,
+        )
     (batch_id,) = [r[0] for r in rows(engine, "SELECT id FROM cj_batch_uploads")]
     pending = count(engine, "cj_comparison_pairs", "winner IS NULL")
     final = BatchFinalizer(engine).finalize_scoring(batch_id)
@@ -178,9 +209,14 @@ def test_three_executes_at_once_on_one_postgresql_assignment_all_succeed(db_url,
         try:
             barrier.wait()
             outcomes[index] = execute_batch(
-                engine, assignment_id=ASSIGNMENT, course_id="ENG5", batch_label=f"c{index}",
-                max_comparisons=40, dataset=dataset, seed=index,
-            )  # fmt: skip
+                engine,
+                assignment_id=ASSIGNMENT,
+                course_id="ENG5",
+                batch_label=f"c{index}",
+                max_comparisons=40,
+                dataset=dataset,
+                seed=index,
+            )
         except Exception as err:  # reported below, with its type
             outcomes[index] = err
         finally:
