@@ -220,7 +220,7 @@ def _assert_stalled(engine, batch_id: int) -> None:
     ("pause_at", "decided_before"),
     [
         ("wave:2", WAVE),  # inside the transaction generating wave 2: wave 1 is in
-        ("judged:100", None),  # results of wave 2 in flight, some written, some buffered
+        ("judged:100", None),  # wave 2 claimed and being judged, none of its results written
         ("finalize:fit", BUDGET),  # inside the finalization transaction: all decided
     ],
 )
