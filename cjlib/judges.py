@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -243,6 +243,19 @@ class SimulatedJudge:
             confidence=draw.confidence,
             justification=_justification(request, draw.outcome, theta_a, theta_b, draw.p_a),
         )
+
+    def judge_many(self, requests: Sequence[PairRequest]) -> list[JudgeResult]:
+        """Decide ``requests`` in bulk: the decisions :meth:`judge` makes one by one.
+
+        The batch runner calls this for judges that have it, instead of a thread per request.
+
+        Raises
+        ------
+        UsageError
+            As :meth:`judge`; the runner then decides the requests one by one, so that only
+            the failing ones become failed comparisons.
+        """
+        return [self.judge(request) for request in requests]
 
 
 def _simulated(abilities: Mapping[str, float] | None, seed: int, **params: Any) -> Judge:

@@ -15,6 +15,7 @@ import typer
 
 from cjlib import __version__
 from cjlib.cli import anchors, batch, db, health, judgements, pipeline, study, workspace
+from cjlib.cli import batch_resume as _batch_resume  # noqa: F401  (registers `cj batch resume`)
 from cjlib.cli._common import console, err_console
 from cjlib.errors import CJError
 
@@ -27,7 +28,7 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(anchors.app, name="anchors")
-app.add_typer(batch.app, name="batch")
+app.add_typer(batch.app, name="batch")  # with `resume` from batch_resume
 app.add_typer(judgements.app, name="judgements")
 app.add_typer(health.app)
 app.add_typer(pipeline.app)

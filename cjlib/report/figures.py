@@ -25,6 +25,14 @@ from cjlib.report.loading import DECIDED
 from cjlib.report.tables import confusion_table, position_table
 
 _STUDENT_COLOUR, _ANCHOR_COLOUR, _ALERT_COLOUR = "#4C72B0", "#DD8452", "#C44E52"
+#: Above this many essays the per-essay figures aggregate (a band, quantile bins, a
+#: histogram) instead of drawing one bar or error bar per essay: at 2,000 essays individual
+#: marks are narrower than a pixel and the figure takes long to render.
+AGGREGATE_ABOVE = 300
+#: Quantile bins of the aggregated grade-probability figure.
+PROBABILITY_BINS = 100
+#: At most this many wave labels on the position-effect axis.
+MAX_WAVE_LABELS = 25
 
 
 def _text(value: Any) -> str:
@@ -70,14 +78,29 @@ def plot_bt_scores(rep: BatchReport) -> Figure:
     fig, ax = _figure(10.0, 4.8)
     x = np.arange(len(scores))
     anchor = scores["is_anchor"].to_numpy(dtype=bool)
+    theta, se = scores["theta"].to_numpy(dtype=float), scores["se"].to_numpy(dtype=float)
+    if len(scores) > AGGREGATE_ABOVE:
+        # Many essays: the students' θ as a line and their 95 % intervals as a band.
+        band = np.nan_to_num(1.96 * se, nan=0.0, posinf=0.0)
+        ax.fill_between(x, theta - band, theta + band, color=_STUDENT_COLOUR, alpha=0.25,
+                        linewidth=0, label="student 95 % interval")  # fmt: skip
+        ax.plot(x[~anchor], theta[~anchor], color=_STUDENT_COLOUR, lw=1.2, label="student")
+        ax.errorbar(x[anchor], theta[anchor], yerr=1.96 * se[anchor], fmt="D", ms=6,
+                    color=_ANCHOR_COLOUR, ecolor=_ANCHOR_COLOUR, elinewidth=0.8,
+                    label="anchor")  # fmt: skip
+        title = f"{title}, {len(scores)} essays"
     for mask, colour, marker, label in (
-        (~anchor, _STUDENT_COLOUR, "o", "student"),
-        (anchor, _ANCHOR_COLOUR, "D", "anchor"),
+        ()
+        if len(scores) > AGGREGATE_ABOVE
+        else (
+            (~anchor, _STUDENT_COLOUR, "o", "student"),
+            (anchor, _ANCHOR_COLOUR, "D", "anchor"),
+        )
     ):
         ax.errorbar(
             x[mask],
-            scores["theta"].to_numpy()[mask],
-            yerr=1.96 * scores["se"].to_numpy()[mask],
+            theta[mask],
+            yerr=1.96 * se[mask],
             fmt=marker,
             ms=4 if label == "student" else 6,
             color=colour,
@@ -191,6 +214,16 @@ def plot_grade_probabilities(rep: BatchReport) -> Figure:
     order = np.argsort(expected, kind="stable")
     probs = probs[order]
     ids = projections["els_essay_id"].to_numpy()[order]
+    xlabel = "students in order of expected grade"
+    if len(probs) > AGGREGATE_ABOVE:
+        # Many students: mean probabilities of equal-count bins in expected-grade order.
+        bins = np.array_split(np.arange(len(probs)), PROBABILITY_BINS)
+        probs = np.vstack([probs[b].mean(axis=0) for b in bins])
+        ids = np.array([], dtype=object)
+        xlabel = (
+            f"{len(order)} students in {len(bins)} equal-count bins of expected grade "
+            "(mean probability per bin)"
+        )
     fig, ax = _figure(10.0, 4.8)
     colours = _grade_colours(len(columns))
     bottom = np.zeros(len(probs))
@@ -208,11 +241,11 @@ def plot_grade_probabilities(rep: BatchReport) -> Figure:
         bottom += probs[:, j]
     ax.set_xlim(-0.5, len(probs) - 0.5)
     ax.set_ylim(0, 1)
-    if len(ids) <= 40:
+    if 0 < len(ids) <= 40:
         ax.set_xticks(x, [_text(i) for i in ids], rotation=90, fontsize=7)
     else:
         ax.set_xticks([])
-    ax.set_xlabel("students in order of expected grade")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("probability")
     ax.set_title(title)
     ax.legend(title="grade", loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
@@ -255,6 +288,8 @@ def plot_comparisons_per_essay(rep: BatchReport) -> Figure:
     if rep.frames.comparisons.empty:
         return _placeholder(title, "the batch has no comparisons")
     counts = _comparison_counts(rep)
+    if len(counts) > AGGREGATE_ABOVE:
+        return _comparison_histogram(title, counts)
     fig, ax = _figure(10.0, 4.2)
     x = np.arange(len(counts))
     colours = np.where(counts["is_anchor"], _ANCHOR_COLOUR, _STUDENT_COLOUR)
@@ -277,6 +312,30 @@ def plot_comparisons_per_essay(rep: BatchReport) -> Figure:
     return fig
 
 
+def _comparison_histogram(title: str, counts: pd.DataFrame) -> Figure:
+    """Many essays: how many essays had k successful comparisons, students and anchors apart."""
+    fig, ax = _figure(10.0, 4.2)
+    decided = counts["decided"].to_numpy()
+    anchor = counts["is_anchor"].to_numpy(dtype=bool)
+    edges = np.arange(decided.min(), decided.max() + 2) - 0.5
+    if len(edges) > 80:
+        edges = np.linspace(decided.min() - 0.5, decided.max() + 0.5, 61)
+    ax.hist(decided[~anchor], bins=edges, color=_STUDENT_COLOUR, label="students")
+    ax.hist(decided[anchor], bins=edges, color=_ANCHOR_COLOUR, label="anchors")
+    mean = float(decided.mean())
+    ax.axvline(mean, color="black", ls="--", lw=1, label=f"mean {mean:.1f}")
+    failed = int(counts["failed"].sum())
+    with_failed = int((counts["failed"] > 0).sum())
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_xlabel("successful comparisons of an essay")
+    ax.set_ylabel("essays")
+    ax.set_title(
+        f"{title}: {len(counts)} essays, fewest {int(decided.min())}; "
+        f"{failed} failed comparison sides on {with_failed} essays"
+    )
+    return fig
+
+
 def plot_position_effect(rep: BatchReport) -> Figure:
     """Share of decisions won by position A per wave and overall, with Wilson 95 % CIs."""
     title = "Position-A win share (95 % Wilson CI)"
@@ -292,7 +351,10 @@ def plot_position_effect(rep: BatchReport) -> Figure:
     overall = table.iloc[-1]
     ax.axhspan(overall["ci_low"], overall["ci_high"], color=_ANCHOR_COLOUR, alpha=0.12)
     ax.axhline(0.5, color="black", ls="--", lw=1, label="no position effect")
-    ax.set_xticks(x, [f"wave {w}" if w != "all" else "all" for w in table["wave"]], rotation=45)
+    names = [f"wave {w}" if w != "all" else "all" for w in table["wave"]]
+    step = max(1, int(np.ceil((len(names) - 1) / MAX_WAVE_LABELS)))
+    shown = [i for i in range(len(names) - 1) if i % step == 0] + [len(names) - 1]
+    ax.set_xticks([x[i] for i in shown], [names[i] for i in shown], rotation=45)
     ax.set_ylim(0, 1)
     ax.set_ylabel("share won by position A")
     ax.set_title(f"{title}: overall {overall['a_share']:.2f} of {int(overall['decisions'])}")

@@ -28,7 +28,7 @@ import pandas as pd
 from sqlalchemy import Engine, func, insert, select
 
 from cjlib.db import session_scope
-from cjlib.db.models import CJComparisonPair, CoreCJState, utc_now
+from cjlib.db.models import CJComparisonPair, ComparisonWinner, CoreCJState, utc_now
 from cjlib.db.queries import decided_comparisons
 from cjlib.db.repository import lock_batch_state, record_state_transition
 from cjlib.errors import CJError, CompletionTimeout, JudgeAuthError
@@ -79,6 +79,109 @@ _POLL_SECONDS = 0.2
 FATAL_ERROR_CODES = frozenset({"auth_error"})
 #: Completion reason when the cost cap stopped the run.
 MAX_COST = "max_cost"
+
+#: Newton steps of the stability fit stop when no θ moves more than this.
+_FIT_TOLERANCE = 1e-4
+
+
+class _StabilityFit:
+    r"""A θ-only, warm-started, incrementally fed Bradley–Terry fit for the stability rule.
+
+    The stopping rule only compares θ between waves, so it needs neither standard errors nor
+    a fit from scratch: decisions are read once (only pairs decided since the last look, above
+    a watermark below which every pair is known to be decided), and θ is refined by a few
+    Newton steps from the previous wave's θ. It maximises the L2-penalised log-likelihood
+
+    .. math:: \ell(\theta) = \sum_{(w, l)} \log \sigma(\theta_w - \theta_l)
+              - \alpha \lVert \theta \rVert^2,
+
+    whose Hessian is minus a weighted graph Laplacian plus :math:`2 \alpha I` (sparse, positive
+    definite for α > 0), so each step is one conjugate-gradient solve. Kept private to the
+    runner: :func:`cjlib.scoring.fit_bradley_terry` (same objective) stays the fit of record.
+    """
+
+    def __init__(self, essay_ids: Sequence[str], alpha: float):
+        self.index = {essay: i for i, essay in enumerate(essay_ids)}
+        self.alpha = alpha
+        self.theta = np.zeros(len(essay_ids))
+        self._winners: list[int] = []
+        self._losers: list[int] = []
+        self._seen: set[int] = set()
+        self._watermark = 0
+
+    def update(self, session, batch_id: int) -> None:
+        """Read the decisions recorded since the last call (by any worker)."""
+        rows = session.execute(
+            select(
+                CJComparisonPair.id,
+                CJComparisonPair.essay_a_els_id,
+                CJComparisonPair.essay_b_els_id,
+                CJComparisonPair.winner,
+            ).where(
+                CJComparisonPair.cj_batch_id == batch_id,
+                CJComparisonPair.id > self._watermark,
+                CJComparisonPair.winner.is_not(None),
+            )
+        ).all()
+        for pair_id, a, b, winner in rows:
+            if pair_id in self._seen:
+                continue
+            self._seen.add(pair_id)
+            if winner == ComparisonWinner.ESSAY_A:
+                self._winners.append(self.index[a])
+                self._losers.append(self.index[b])
+            elif winner == ComparisonWinner.ESSAY_B:
+                self._winners.append(self.index[b])
+                self._losers.append(self.index[a])
+        lowest_pending = session.scalar(
+            select(func.min(CJComparisonPair.id)).where(
+                CJComparisonPair.cj_batch_id == batch_id, CJComparisonPair.winner.is_(None)
+            )
+        )
+        if lowest_pending is not None:
+            watermark = int(lowest_pending) - 1
+        else:
+            watermark = max(self._seen, default=self._watermark)
+        if watermark > self._watermark:
+            self._watermark = watermark
+            self._seen = {pair_id for pair_id in self._seen if pair_id > watermark}
+
+    def counts(self) -> np.ndarray:
+        """Successful comparisons per essay."""
+        n = len(self.theta)
+        return np.bincount(self._winners, minlength=n) + np.bincount(self._losers, minlength=n)
+
+    def fit(self, max_steps: int = 50) -> np.ndarray:
+        """θ by Newton steps from the last θ; returns a copy."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.linalg import cg
+
+        if not self._winners:
+            return self.theta.copy()
+        n = len(self.theta)
+        w = np.asarray(self._winners)
+        lo = np.asarray(self._losers)
+        theta = self.theta
+        for _ in range(max_steps):
+            p = 1.0 / (1.0 + np.exp(-(theta[w] - theta[lo])))
+            gradient = np.bincount(w, 1.0 - p, n) - np.bincount(lo, 1.0 - p, n)
+            gradient -= 2.0 * self.alpha * theta
+            weight = p * (1.0 - p)
+            degree = np.bincount(w, weight, n) + np.bincount(lo, weight, n)
+            rows = np.concatenate([w, lo])
+            cols = np.concatenate([lo, w])
+            laplacian = coo_matrix(
+                (-np.concatenate([weight, weight]), (rows, cols)), shape=(n, n)
+            ).tocsr()
+            laplacian.setdiag(degree + 2.0 * self.alpha)
+            step, _ = cg(laplacian, gradient, rtol=1e-8, maxiter=500)
+            largest = float(np.max(np.abs(step)))
+            # Damped: a full Newton step can overshoot for an essay that won (almost) always.
+            theta = theta + (step if largest <= 1.0 else step / largest)
+            if largest < _FIT_TOLERANCE:
+                break
+        self.theta = theta
+        return theta.copy()
 
 
 @dataclass(frozen=True)
@@ -327,7 +430,8 @@ class BatchRunner:
         self._recorded = 0
         self._pairing = PairingState()
         self._last_pair_id = 0
-        self._previous_theta: pd.Series | None = None
+        self._previous_theta: np.ndarray | None = None
+        self._fit = _StabilityFit(self.essay_ids, STABILITY_ALPHA)
         self._waves = 0
         self.anchor_grades = dict(anchor_grades or {})
         self.grade_scale = grade_scale
@@ -565,17 +669,14 @@ class BatchRunner:
         if least < STABILITY_MIN_COMPARISONS:
             self._previous_theta = None
             return False
-        frame = decided_comparisons(session, self.batch_id)
-        if frame.empty:
+        self._fit.update(session, self.batch_id)
+        if int(self._fit.counts().min()) < STABILITY_MIN_COMPARISONS:
             return False
-        scores = fit_bradley_terry(frame, alpha=STABILITY_ALPHA).scores
-        if int(scores["n_comparisons"].min()) < STABILITY_MIN_COMPARISONS:
-            return False
-        theta = scores["theta"].sort_index()
+        theta = self._fit.fit()
         previous, self._previous_theta = self._previous_theta, theta
-        if previous is None or not previous.index.equals(theta.index) or self._waves < 3:
+        if previous is None or self._waves < 3:
             return False
-        change = float(np.max(np.abs(theta.to_numpy() - previous.to_numpy())))
+        change = float(np.max(np.abs(theta - previous)))
         log.info("batch %s: max |Δθ| since the last check %.3f", self.batch_id, change)
         return change < self.options.stability_threshold
 

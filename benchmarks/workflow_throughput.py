@@ -1,0 +1,181 @@
+"""End-to-end throughput of a batch: comparisons per second and peak memory, per backend.
+
+Each case runs ``execute_batch`` (as ``cj batch execute`` does: create the batch, judge the
+waves with the simulated judge, finalize, write the artefacts) in its own subprocess on a fresh
+database, so that its peak resident memory (``ru_maxrss``) is its own. The essays come from
+:func:`cjlib.datasets.generate_eng5_dataset` in a temporary folder (12 anchors + students).
+
+    python benchmarks/workflow_throughput.py                # the three cases of issue 13
+    python benchmarks/workflow_throughput.py --quick        # 2,012 essays on both backends
+
+The "report s" column times assembling the validation report and rendering its figures.
+    python benchmarks/workflow_throughput.py --profile sqlite:2000:40000   # cProfile, top 30
+
+Targets (issue 13): ≥ 2,000 comparisons/s end to end on PostgreSQL at 40,000 comparisons,
+peak memory ≤ 600 MB, and 400,000 comparisons over 20,000 essays in ≤ 5 minutes.
+PostgreSQL cases create a throw-away database on ``CJ_TEST_DATABASE_URL`` (default
+``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``) and drop it afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+#: (backend, students, comparisons): 2,012 and 20,012 essays with the 12 anchors.
+CASES = (
+    ("sqlite", 2_000, 40_000),
+    ("postgresql", 2_000, 40_000),
+    ("postgresql", 20_000, 400_000),
+)
+QUICK_CASES = CASES[:2]
+SERVER = os.environ.get("CJ_TEST_DATABASE_URL") or (
+    "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _database(backend: str, folder: Path) -> tuple[str, object]:
+    """A URL of an empty database, and a callable dropping it."""
+    if backend == "sqlite":
+        return f"sqlite:///{folder / 'bench.sqlite3'}", lambda: None
+    from sqlalchemy import create_engine, make_url, text
+
+    admin = create_engine(SERVER, isolation_level="AUTOCOMMIT")
+    name = f"cj_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(SERVER).set(database=name).render_as_string(hide_password=False), drop
+
+
+def run_case(backend: str, students: int, comparisons: int, profile: bool = False) -> dict:
+    """Run one case in this process; timings exclude data set generation and migration."""
+    from cjlib.datasets import generate_eng5_dataset
+    from cjlib.db import get_engine, upgrade
+    from cjlib.workflow import execute_batch, register_anchors
+
+    with tempfile.TemporaryDirectory(prefix="cj_bench_") as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        dataset = generate_eng5_dataset(folder / "data", seed=13, n_students=students)
+        generated = time.perf_counter() - t0
+        url, drop = _database(backend, folder)
+        try:
+            engine = get_engine(url)
+            upgrade(engine)
+            register_anchors(engine, assignment_id="bench", course_id="ENG5", dataset=dataset)
+            profiler = None
+            if profile:
+                import cProfile
+
+                profiler = cProfile.Profile()
+                profiler.enable()
+            start = time.perf_counter()
+            result = execute_batch(
+                engine, assignment_id="bench", course_id="ENG5", batch_label="throughput",
+                max_comparisons=comparisons, dataset=dataset, seed=1,
+                output_dir=folder / "runs",
+            )  # fmt: skip
+            seconds = time.perf_counter() - start
+            if profiler is not None:
+                import pstats
+
+                profiler.disable()
+                pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
+            report_seconds = _render_report(engine, result.cj_batch_id, dataset)
+            engine.dispose()
+        finally:
+            drop()
+    done = result.completed_comparisons + result.failed_comparisons
+    return {
+        "backend": backend,
+        "essays": students + 12,
+        "budget": comparisons,
+        "comparisons": done,
+        "waves": result.waves,
+        "completion_reason": result.completion_reason,
+        "seconds": round(seconds, 1),
+        "per_second": round(done / seconds),
+        "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "dataset_seconds": round(generated, 1),
+        "report_seconds": round(report_seconds, 1),
+    }
+
+
+def _render_report(engine, batch_id: int, dataset: Path) -> float:
+    """Seconds to assemble the validation report and render every figure to PNG.
+
+    Issue 13 asks for the report of a 2,000-essay batch in under a minute; this is the part
+    that grows with the essays (the notebook's HTML export around it does not).
+    """
+    from io import BytesIO
+
+    from cjlib.report import FIGURES, build_report
+
+    start = time.perf_counter()
+    rep = build_report(engine, batch_id, dataset_dir=dataset)
+    for plot in FIGURES:
+        plot(rep).savefig(BytesIO(), format="png", dpi=100)
+    return time.perf_counter() - start
+
+
+def _child(case: tuple[str, int, int]) -> dict:
+    args = [sys.executable, __file__, "--child", ":".join(map(str, case))]
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return {"backend": case[0], "essays": case[1] + 12, "budget": case[2],
+                "error": done.stderr.strip().splitlines()[-1:]}  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _parse(case: str) -> tuple[str, int, int]:
+    backend, students, comparisons = case.split(":")
+    return backend, int(students), int(comparisons)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2,012 essays only")
+    parser.add_argument("--cases", nargs="+", help="backend:students:comparisons …")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", help="backend:students:comparisons, cProfile in-process")
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_case(*_parse(args.child))))
+        return
+    if args.profile:
+        print(json.dumps(run_case(*_parse(args.profile), profile=True)))
+        return
+    cases = (
+        [_parse(c) for c in args.cases] if args.cases else (QUICK_CASES if args.quick else CASES)
+    )
+    print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} "
+          f"on {os.cpu_count()} CPUs")  # fmt: skip
+    header = f"{'backend':<11}{'essays':>8}{'compared':>10}{'seconds':>9}{'per s':>8}{'peak MB':>9}"
+    print(header + f"{'report s':>10}  completion")
+    for case in cases:
+        row = _child(case)
+        if "error" in row:
+            print(f"{row['backend']:<11}{row['essays']:>8}  failed: {row['error']}")
+            continue
+        print(f"{row['backend']:<11}{row['essays']:>8}{row['comparisons']:>10}"
+              f"{row['seconds']:>9}{row['per_second']:>8}{row['peak_mb']:>9}"
+              f"{row['report_seconds']:>10}  "
+              f"{row['completion_reason']} ({row['waves']} waves)", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
