@@ -17,6 +17,7 @@ from cjlib.cli._common import (
     BATCH_LABEL_HELP,
     BatchId,
     DatabaseUrl,
+    ForceForeign,
     JsonFlag,
     age,
     console,
@@ -178,7 +179,7 @@ def inspect(
     """Show one batch: statuses, comparison counters, anchors, activity, transitions, health."""
     from cjlib.diagnostics import inspect_batch
 
-    engine = open_engine(database_url)
+    engine = open_engine(database_url, readonly=True)
     try:
         report = inspect_batch(engine, cj_batch_id)
     finally:
@@ -213,6 +214,7 @@ def cleanup(
     ] = True,
     json_output: JsonFlag = False,
     database_url: DatabaseUrl = None,
+    force_foreign: ForceForeign = False,
 ) -> None:
     """Delete a batch, or all batches of an assignment, from a local dev/test database."""
     from cjlib.maintenance import cleanup_assignment, cleanup_batch, ensure_disposable_database
@@ -221,13 +223,15 @@ def cleanup(
         raise UsageError("give either CJ_BATCH_ID or --assignment-id (exactly one)")
     if cj_batch_id is not None and not keep_anchors:
         raise UsageError("--drop-anchors applies to --assignment-id only")
-    ensure_disposable_database(database_url)
+    ensure_disposable_database(database_url, force_foreign=force_foreign)
     engine = open_engine(database_url)
     try:
         if cj_batch_id is not None:
-            summary = cleanup_batch(engine, cj_batch_id)
+            summary = cleanup_batch(engine, cj_batch_id, force_foreign=force_foreign)
         else:
-            summary = cleanup_assignment(engine, assignment_id, keep_anchors=keep_anchors)
+            summary = cleanup_assignment(
+                engine, assignment_id, keep_anchors=keep_anchors, force_foreign=force_foreign
+            )
     finally:
         engine.dispose()
     if json_output:

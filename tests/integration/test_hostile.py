@@ -32,13 +32,6 @@ from cjlib.db.models import Base
 from tests.integration import health_fixtures as fx
 
 CJ = [sys.executable, "-m", "cjlib.cli"]
-NEEDS_READONLY_WIRING = pytest.mark.xfail(
-    strict=True,
-    reason="needs the CLI to open db current/health/inspect with get_engine(readonly=True)",
-)
-NEEDS_STATUS_WIRING = pytest.mark.xfail(
-    strict=True, reason="needs `cj db current` to print cjlib.db.schema_status(engine).describe()"
-)
 
 
 # --- running cj ---------------------------------------------------------------------------
@@ -380,15 +373,17 @@ def test_upgrade_refuses_to_add_cj_tables_to_a_foreign_file(foreign_sqlite, home
     assert sqlite_rows(foreign_sqlite) == {"notes": 1}
 
 
-@NEEDS_STATUS_WIRING
 def test_db_current_calls_a_foreign_file_not_a_cj_database(foreign_sqlite, home):
     before = file_state(foreign_sqlite)
     proc = run_cj("db", "current", "--database-url", sqlite_url(foreign_sqlite), home=home)
-    assert "not a cj database" in proc.stdout + proc.stderr
+    assert proc.returncode == 1 and not proc.stderr, proc.stdout + proc.stderr
+    assert proc.stdout.strip().splitlines() == [
+        f"database {sqlite_url(foreign_sqlite)} is not a cj database (it holds notes): check "
+        "--database-url or CJ_DATABASE_URL"
+    ]
     assert file_state(foreign_sqlite) == before
 
 
-@NEEDS_READONLY_WIRING
 @pytest.mark.parametrize("command", [["db", "current"], ["health"], ["batch", "inspect", "1"]])
 def test_read_only_commands_on_a_missing_path_create_nothing(tmp_path, home, command):
     missing = tmp_path / "nowhere" / "cj.sqlite3"
@@ -422,6 +417,9 @@ def test_dropped_view_is_named_by_health_and_recreated_by_upgrade(cj_url, home):
     _drop_view(cj_url)
     proc = run_cj("health", "--database-url", cj_url, home=home)
     assert_one_line(proc, 2, "view cj_batch_health is missing: run `cj db upgrade`")
+    proc = run_cj("db", "current", "--database-url", cj_url, home=home)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "view cj_batch_health is missing: run `cj db upgrade`" in proc.stdout
     proc = run_cj("db", "upgrade", "--database-url", cj_url, home=home)
     assert proc.returncode == 0, proc.stderr
     state = pg_state(cj_url) if cj_url.startswith("postgresql") else None
@@ -432,6 +430,8 @@ def test_dropped_view_is_named_by_health_and_recreated_by_upgrade(cj_url, home):
     engine.dispose()
     assert state is None or state["rows"]["cj_batch_uploads"] == 1
     assert run_cj("health", "--database-url", cj_url, home=home).returncode == 0
+    current = run_cj("db", "current", "--database-url", cj_url, home=home)
+    assert current.returncode == 0 and "(up to date)" in current.stdout, current.stdout
 
 
 def test_upgrade_of_a_database_at_an_unknown_revision_is_one_line(cj_url, home):
