@@ -66,4 +66,6 @@ def reset(
         revision = reset_database(engine, force_foreign=force_foreign)
     finally:
         engine.dispose()
-    console.print(f"database {safe_url(engine.url)} reset: empty, at revision {revision}", markup=False)
+    console.print(
+        f"database {safe_url(engine.url)} reset: empty, at revision {revision}", markup=False
+    )
