@@ -191,7 +191,9 @@ def check_batch_options(
             f"{shown['max_comparisons']} must be at least 2 (got {max_comparisons}): "
             "one comparison cannot place any essay relative to another"
         )
-    check_db_integer(shown["max_comparisons"], max_comparisons, CJBatchState.total_budget)
+    check_db_integer(
+        shown["max_comparisons"], max_comparisons, CJBatchState.total_budget, minimum=2
+    )
     check_db_integer(shown["seed"], seed, minimum=0)
     check_positive_finite("--completion-timeout", completion_timeout)
     check_positive_finite("callback_grace", callback_grace)
