@@ -919,3 +919,25 @@ def test_pipeline_run_folder_never_holds_the_database_password(postgres_server, 
         url.render_as_string(hide_password=True) in executed
     )
     assert pg_state(real)["rows"]["cj_batch_uploads"] == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "fragment"),
+    [
+        ("--assignment-id", "a" * 300, "--assignment-id is 300 characters long; at most 100 fit"),
+        ("--course-id", "", "--course-id is empty"),
+    ],
+    ids=["long-assignment", "empty-course"],
+)
+def test_anchor_registration_refuses_ids_that_do_not_fit(
+    cj_url, tmp_path, home, option, value, fragment
+):
+    dataset = make_dataset(tmp_path)
+    options = {"--assignment-id": "fits", "--course-id": "ENG5", option: value}
+    before = db_state(cj_url)
+    proc = run_cj(
+        "anchors", "register", *[part for item in options.items() for part in item],
+        "--dataset", str(dataset), "--database-url", cj_url, home=home,
+    )  # fmt: skip
+    assert_one_line(proc, 2, fragment)
+    assert db_state(cj_url) == before
