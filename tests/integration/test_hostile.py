@@ -941,3 +941,22 @@ def test_anchor_registration_refuses_ids_that_do_not_fit(
     )  # fmt: skip
     assert_one_line(proc, 2, fragment)
     assert db_state(cj_url) == before
+
+
+def test_force_foreign_reaches_upgrade_and_reset(foreign_sqlite, tmp_path, home):
+    # The refusals above are overridden only by the flag, and the flag reaches the domain.
+    url = sqlite_url(foreign_sqlite)
+    proc = run_cj("db", "reset", "--yes", "--force-foreign", "--database-url", url, home=home)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = sqlite_rows(foreign_sqlite)
+    assert "notes" not in rows and rows["cj_batch_uploads"] == 0
+    other = tmp_path / "other.sqlite3"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.execute("INSERT INTO notes (body) VALUES ('keep me')")
+    conn.close()
+    proc = run_cj("db", "upgrade", "--force-foreign", "--database-url", sqlite_url(other),
+                  home=home)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = sqlite_rows(other)
+    assert rows["notes"] == 1 and rows["cj_batch_uploads"] == 0
