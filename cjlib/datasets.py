@@ -205,6 +205,25 @@ def _read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+def _check_ids(values: pd.Series, what: str, source: str, rows: bool = True) -> None:
+    """Ids and labels are stored in ``VARCHAR(100)`` columns: refuse on SQLite what PostgreSQL
+    would refuse mid-write (too long, NUL), before anything is written."""
+    from cjlib.db.models import AnchorEssayReference, CJProcessedEssay
+    from cjlib.errors import UsageError
+    from cjlib.validation import check_text, column_length
+
+    limit = min(
+        column_length(CJProcessedEssay.els_essay_id),
+        column_length(AnchorEssayReference.anchor_label),
+    )
+    for i, value in values.items():
+        where = f"{source} row {i + 2}: {what}" if rows else f"{source}: {what} {value[:40]!r}"
+        try:
+            check_text(where, str(value), limit)
+        except UsageError as err:
+            raise DatasetError(str(err)) from None
+
+
 def _check_unique(values: pd.Series, what: str, source: str) -> None:
     dupes = values[values.duplicated(keep=False)]
     if len(dupes):
@@ -224,6 +243,7 @@ def _load_anchors(folder: Path, scale: GradeScale) -> pd.DataFrame:
             "(file relative to the data set folder)"
         )
     anchors = _read_table(path, ("label", "grade", "file"))
+    _check_ids(anchors["label"], "label", "anchors.csv")
     _check_unique(anchors["label"], "label", "anchors.csv")
     texts = []
     for i, row in anchors.iterrows():
@@ -252,6 +272,7 @@ def _load_students(folder: Path) -> pd.DataFrame:
     listing = _inside(folder, "students.csv", "students.csv")
     if listing.is_file():
         students = _read_table(listing, ("essay_id", "file"))
+        _check_ids(students["essay_id"], "essay_id", "students.csv")
         _check_unique(students["essay_id"], "essay_id", "students.csv")
         texts = [
             _read_essay(folder, row["file"], f"students.csv row {i + 2} (essay {row['essay_id']})")
@@ -270,6 +291,7 @@ def _load_students(folder: Path) -> pd.DataFrame:
             f"{directory} holds no .txt, .md or .docx essays; add the student essays there"
         )
     ids = pd.Series([p.stem for p in files])
+    _check_ids(ids, "essay id (file name)", "students/", rows=False)
     dupes = ids[ids.duplicated(keep=False)]
     if len(dupes):
         names = [p.name for p in files if p.stem == dupes.iloc[0]]

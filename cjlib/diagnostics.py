@@ -38,6 +38,7 @@ from cjlib.db.models import (
 )
 from cjlib.db.repository import parse_anchor_flag
 from cjlib.errors import NotFoundError, UsageError
+from cjlib.validation import integer_range
 
 log = logging.getLogger(__name__)
 
@@ -408,6 +409,11 @@ def inspect_batch(engine: Engine, cj_batch_id: int) -> BatchInspection:
     UsageError
         The database lacks the ``cj_batch_health`` view (not migrated).
     """
+    low, high = integer_range(CJBatchUpload.id)
+    if not low <= cj_batch_id <= high:
+        # No row can hold it, and PostgreSQL would refuse the comparison with an error; SQLite
+        # would answer "no row": say the same on both.
+        raise NotFoundError(f"no CJ batch with id {cj_batch_id}")
     with engine.connect() as connection:
         _require_view(connection)
         upload = connection.execute(
@@ -548,8 +554,26 @@ class HealthReport:
         }
 
 
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min"
+def _duration(seconds: float) -> str:
+    """A threshold as people write it: ``45 s``, ``10 min``, ``1 h 30 min``, ``1 min 30 s``.
+
+    Never rounded to a coarser unit, so ``--stalled-after 1s`` reads ``1 s``, not ``0 min``.
+    """
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:g} s"
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    secs_part = f"{secs + (seconds - whole):g} s" if secs or seconds != whole else ""
+    parts = [f"{hours} h" if hours else "", f"{minutes} min" if minutes else "", secs_part]
+    return " ".join(part for part in parts if part)
+
+
+def _over(what: str, seconds: float | None, limit: float) -> str:
+    """``idle 5 s > 1 s``: the measured time (whole seconds) against the threshold."""
+    measured = "" if seconds is None else f" {_duration(round(float(seconds)))}"
+    return f"{what}{measured} > {_duration(limit)}"
 
 
 def _alert(kind: str, row: Mapping[str, Any], thresholds: HealthThresholds) -> HealthAlert:
@@ -557,13 +581,13 @@ def _alert(kind: str, row: Mapping[str, Any], thresholds: HealthThresholds) -> H
     if kind == "stuck_finalization":
         seconds = row["seconds_since_last_activity"]
         detail = (
-            f"idle > {_minutes(thresholds.stuck_after)}, upload {row['upload_status']}, "
+            f"{_over('idle', seconds, thresholds.stuck_after)}, upload {row['upload_status']}, "
             "0 grade projections"
         )
     elif kind == "long_scoring":
         seconds = row["seconds_in_state"]
         detail = (
-            f"scoring > {_minutes(thresholds.scoring_after)}, all "
+            f"{_over('scoring', seconds, thresholds.scoring_after)}, all "
             f"{row['submitted_comparisons']} callbacks in"
         )
     elif kind == "stalled_callbacks":
@@ -571,7 +595,7 @@ def _alert(kind: str, row: Mapping[str, Any], thresholds: HealthThresholds) -> H
         pending = row["submitted_comparisons"] - row["completed_comparisons"]
         pending -= row["failed_comparisons"]
         detail = (
-            f"idle > {_minutes(thresholds.stalled_after)}, {pending} of "
+            f"{_over('idle', seconds, thresholds.stalled_after)}, {pending} of "
             f"{row['submitted_comparisons']} callbacks pending"
         )
     else:

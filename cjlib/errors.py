@@ -87,6 +87,21 @@ class BatchNotResumable(CJError):
     """A batch FAILED or was CANCELLED: ``cj batch resume`` says why (exit code 1)."""
 
 
+class ArtefactsNotWritten(CJError):
+    """A batch completed in the database but its artefacts could not be written (exit code 1).
+
+    The batch is intact; the message names it and the command that writes the artefacts
+    again (``cj batch artefacts CJ_BATCH_ID --output-dir DIR``). Running the batch again
+    would create a second batch.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, cj_batch_id: int):
+        super().__init__(message)
+        self.cj_batch_id = cj_batch_id
+
+
 class CompletionTimeout(CJError):
     """A batch did not complete within the completion timeout; it is left for diagnostics."""
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -87,7 +88,27 @@ def fill_parameters(**values: Any) -> tuple[Any, ...]:
         ``CJ_NOTEBOOK_PARAMETERS`` is not a JSON object.
     """
     overrides = _parameter_overrides()
-    return tuple(overrides.get(name) if value is None else value for name, value in values.items())
+    filled = {
+        name: overrides.get(name) if value is None else value for name, value in values.items()
+    }
+    if "database_url" in filled:
+        filled["database_url"] = unmask_database_url(filled["database_url"])
+    return tuple(filled.values())
+
+
+def unmask_database_url(url: str | None) -> str | None:
+    """The real URL behind a masked one (``postgresql+psycopg://u:***@h/db``), else ``url``.
+
+    ``cj pipeline`` passes notebooks the URL with its password masked, so the executed copies
+    in the run folder never hold it, and gives the kernel the real one in ``CJ_DATABASE_URL``.
+    A masked ``url`` is replaced by ``CJ_DATABASE_URL`` when that masks to the same text.
+    """
+    real = os.environ.get("CJ_DATABASE_URL", "").strip()
+    if not isinstance(url, str) or not real or url == real:
+        return url
+    from cjlib.db import safe_url
+
+    return real if safe_url(real) == url else url
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,8 +18,12 @@ and 04 as a papermill parameter. Run by hand, those notebooks read ``batch.json`
 when ``cj_batch_id`` is None. A file written by a cjlib function is sturdier than scraping a
 cell's output.
 
-The database URL is resolved once (:func:`cjlib.config.resolve_database_url`) and passed to
-every notebook, so all four use the same database whatever their working directory.
+The database URL is resolved once (:func:`cjlib.config.resolve_database_url`), connected to
+once before any kernel starts (an unusable URL exits 2), and reaches every notebook, so all
+four use the same database whatever their working directory: the ``database_url`` parameter
+holds it with the password masked (papermill writes parameters into the executed copies), and
+the kernels get the real URL in ``CJ_DATABASE_URL``, which
+:func:`cjlib.notebook.fill_parameters` puts back in place of the masked one.
 
 Environment variables
 ---------------------
@@ -34,14 +38,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cjlib.config import resolve_database_url
+from cjlib.db import safe_url
 from cjlib.defaults import (
     DEFAULT_ASSIGNMENT_ID,
     DEFAULT_BATCH_LABEL,
@@ -358,10 +365,36 @@ def _refresh_execute_record(
         engine.dispose()
 
 
-def _refuse_bad_parameters(parameters: Mapping[str, Any]) -> None:
+#: Why ``-p`` may not set a reserved parameter, and what to use instead.
+_RESERVED_HINTS = {
+    "run_dir": "the pipeline makes a fresh run folder for every run; use --output-dir for "
+    "the folder it is made in",
+    "cj_batch_id": "notebook 02 creates the batch and the pipeline passes its id on; run "
+    "notebooks 03 and 04 by hand for another batch",
+    "database_url": "use --database-url or CJ_DATABASE_URL for the database",
+}
+
+#: The ``cj pipeline`` option of each parameter the pipeline checks.
+_OPTION_NAMES = {
+    "dataset_dir": "--dataset",
+    "max_comparisons": "--max-comparisons",
+    "judge": "--judge",
+    "batch_label": "--batch-label",
+    "assignment_id": "--assignment-id",
+    "course_id": "--course-id",
+    "seed": "--seed",
+}
+
+
+def _refuse_bad_parameters(parameters: Mapping[str, Any], from_p: frozenset[str]) -> None:
     # Checked before any notebook runs, so bad input leaves no run folder and no database
-    # writes behind and exits 2 instead of surfacing as a failed notebook.
+    # writes behind and exits 2 instead of surfacing as a failed notebook. A value given with
+    # -p is named as -p NAME, the way the user gave it.
     from cjlib.judges import JUDGE_NAMES
+    from cjlib.workflow.execute import check_batch_options
+
+    def name(key: str) -> str:
+        return f"-p {key}" if key in from_p else _OPTION_NAMES[key]
 
     dataset_dir = Path(parameters["dataset_dir"])
     if not dataset_dir.is_dir():
@@ -370,11 +403,15 @@ def _refuse_bad_parameters(parameters: Mapping[str, Any]) -> None:
             "holds anchors.csv and the essays"
         )
     budget = parameters["max_comparisons"]
-    if not isinstance(budget, int) or budget < 2:
-        raise UsageError(f"--max-comparisons must be an integer of at least 2 (got {budget!r})")
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 2:
+        raise UsageError(
+            f"{name('max_comparisons')} must be an integer of at least 2 (got {budget!r})"
+        )
     judge = str(parameters["judge"]).strip().lower()
     if judge not in JUDGE_NAMES:
-        raise UsageError(f"unknown judge {judge!r}; choose one of: {', '.join(JUDGE_NAMES)}")
+        raise UsageError(
+            f"unknown judge {judge!r} ({name('judge')}); choose one of: {', '.join(JUDGE_NAMES)}"
+        )
     if "pairing" in parameters or "pairing_params" in parameters:
         from cjlib.pairing import make_strategy
 
@@ -397,6 +434,43 @@ def _refuse_bad_parameters(parameters: Mapping[str, Any]) -> None:
         )
     if judge == "replay" and parameters.get("replay_from") is None:
         raise UsageError("--judge replay needs --replay-from CJ_BATCH_ID (the batch to replay)")
+    for key in ("assignment_id", "course_id", "batch_label"):
+        if not isinstance(parameters[key], str):
+            raise UsageError(f"{name(key)} must be text; got {parameters[key]!r}")
+    check_batch_options(
+        assignment_id=parameters["assignment_id"],
+        course_id=parameters["course_id"],
+        batch_label=parameters["batch_label"],
+        max_comparisons=budget,
+        seed=parameters["seed"],
+        names={key: name(key) for key in _OPTION_NAMES},
+    )
+
+
+def _check_database(url: str) -> None:
+    """Connect once before any kernel starts: an unusable URL is exit 2, not a failed notebook."""
+    from cjlib.db import get_engine
+
+    get_engine(url).dispose()
+
+
+@contextmanager
+def _kernel_database_url(url: str) -> Iterator[None]:
+    """Give the kernels the real URL in ``CJ_DATABASE_URL`` while the notebooks run.
+
+    The notebooks' parameters hold the masked URL (:func:`cjlib.db.safe_url`), so the executed
+    copies in the run folder never contain the password; :func:`cjlib.notebook.fill_parameters`
+    swaps it back for this variable inside the kernel, which inherits this environment.
+    """
+    previous = os.environ.get("CJ_DATABASE_URL")
+    os.environ["CJ_DATABASE_URL"] = url
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("CJ_DATABASE_URL", None)
+        else:
+            os.environ["CJ_DATABASE_URL"] = previous
 
 
 def run_pipeline(
@@ -458,8 +532,7 @@ def run_pipeline(
     reserved = sorted(set(extra) & RESERVED_PARAMETERS)
     if reserved:
         raise UsageError(
-            f"-p {', '.join(reserved)}: set by the pipeline itself (use --database-url for the "
-            "database)"
+            f"-p {reserved[0]} is set by the pipeline itself: {_RESERVED_HINTS[reserved[0]]}"
         )
     known = set().union(*declared.values())
     unknown = sorted(set(extra) - known)
@@ -471,7 +544,8 @@ def run_pipeline(
     url = resolve_database_url(database_url)
     dataset_dir = Path(dataset).resolve() if dataset else default_dataset_dir().resolve()
     parameters: dict[str, Any] = {
-        "database_url": url,
+        # Masked: papermill writes parameters into the executed notebooks (cells and metadata).
+        "database_url": safe_url(url),
         "assignment_id": assignment_id,
         "course_id": course_id,
         "dataset_dir": str(dataset_dir),
@@ -481,7 +555,8 @@ def run_pipeline(
         "judge": judge,
         **extra,
     }
-    _refuse_bad_parameters(parameters)
+    _refuse_bad_parameters(parameters, frozenset(extra))
+    _check_database(url)
     run_dir = new_pipeline_run_dir(output_dir, str(parameters["batch_label"]))
     parameters["run_dir"] = str(run_dir)
     executed: list[Path] = []
@@ -493,15 +568,16 @@ def run_pipeline(
             execute_notebook(name, run_dir, parameters, kernel_name=kernel, progress=progress)
         )
 
-    run(NOTEBOOKS[0])
-    run(NOTEBOOKS[1])
-    try:
-        cj_batch_id = read_batch_record(run_dir)["cj_batch_id"]
-    except NotFoundError as err:
-        raise PipelineError(f"notebook {NOTEBOOKS[1]}.ipynb recorded no batch: {err}") from None
-    parameters["cj_batch_id"] = cj_batch_id
-    run(NOTEBOOKS[2])
-    run(NOTEBOOKS[3])
+    with _kernel_database_url(url):
+        run(NOTEBOOKS[0])
+        run(NOTEBOOKS[1])
+        try:
+            cj_batch_id = read_batch_record(run_dir)["cj_batch_id"]
+        except NotFoundError as err:
+            raise PipelineError(f"notebook {NOTEBOOKS[1]}.ipynb recorded no batch: {err}") from None
+        parameters["cj_batch_id"] = cj_batch_id
+        run(NOTEBOOKS[2])
+        run(NOTEBOOKS[3])
     report_html = export_report(run_dir / f"{REPORT_NOTEBOOK}.ipynb", run_dir / REPORT_HTML)
     _refresh_execute_record(url, cj_batch_id, run_dir, Path(parameters["dataset_dir"]), executed)
     log.info("pipeline finished: %s", report_html)

@@ -39,15 +39,33 @@ BatchId = Annotated[
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Write one JSON object to stdout.")]
 
+ForceForeign = Annotated[
+    bool,
+    typer.Option(
+        "--force-foreign",
+        help="Also act on a database that holds tables but is not a cj database.",
+    ),
+]
+
 #: Help of ``--batch-label`` (alias ``--batch-id``, the name the seed's command pattern uses).
 BATCH_LABEL_HELP = "Batch label, free text (alias --batch-id); the numeric id is generated."
 
 
-def open_engine(url: str | None) -> Engine:
-    """An engine for ``url`` whose schema is current (one-line error otherwise)."""
+def open_engine(url: str | None, *, readonly: bool = False) -> Engine:
+    """An engine for ``url`` whose schema is current (one-line error otherwise).
+
+    ``readonly`` (``cj health``, ``cj batch inspect``): a missing SQLite file is an error, the
+    file is opened in SQLite's read-only mode and a PostgreSQL session is READ ONLY, so the
+    command creates, migrates and switches nothing.
+    """
     from cjlib.db import get_engine, require_current_schema
 
-    return require_current_schema(get_engine(url))
+    engine = get_engine(url, readonly=readonly)
+    try:
+        return require_current_schema(engine)
+    except BaseException:
+        engine.dispose()
+        raise
 
 
 def print_json(obj: object) -> None:

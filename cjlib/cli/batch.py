@@ -18,6 +18,7 @@ from cjlib.cli._common import (
     BATCH_LABEL_HELP,
     BatchId,
     DatabaseUrl,
+    ForceForeign,
     JsonFlag,
     age,
     console,
@@ -149,6 +150,47 @@ def execute(
         raise typer.Exit(1)
 
 
+@app.command("artefacts")
+def artefacts(
+    cj_batch_id: BatchId,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir",
+            help="Parent folder of the run folder; the batch's newest run folder there is reused.",
+        ),
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="Write into this folder instead.")
+    ] = None,
+    json_output: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Write a stored batch's artefacts again (request, projections CSV, execute record).
+
+    Idempotent and read-only on the database: for a batch whose artefacts could not be
+    written (`cj batch execute` said so) or were lost. Give --output-dir or --run-dir.
+    """
+    from cjlib.workflow.execute import write_batch_artefacts
+
+    if (output_dir is None) == (run_dir is None):
+        raise UsageError("give either --output-dir or --run-dir (exactly one)")
+    engine = open_engine(database_url, readonly=True)
+    try:
+        folder, written = write_batch_artefacts(
+            engine, cj_batch_id, output_dir=output_dir, run_dir=run_dir
+        )
+    finally:
+        engine.dispose()
+    if json_output:
+        print_json({"cj_batch_id": cj_batch_id, "run_dir": str(folder),
+                    "artefacts": {name: str(path) for name, path in written.items()}})  # fmt: skip
+        return
+    for path in written.values():
+        console.print(f"wrote {path}", markup=False, highlight=False)
+    console.print(f"run folder {folder}", markup=False, highlight=False)
+
+
 def _render_inspection(report: BatchInspection) -> None:
     row = report.health_row
     summary = Table(title=f"CJ batch {report.cj_batch_id}", show_header=False, box=None)
@@ -242,7 +284,7 @@ def inspect(
     """Show one batch: statuses, comparison counters, anchors, activity, transitions, health."""
     from cjlib.diagnostics import inspect_batch
 
-    engine = open_engine(database_url)
+    engine = open_engine(database_url, readonly=True)
     try:
         report = inspect_batch(engine, cj_batch_id)
     finally:
@@ -277,6 +319,7 @@ def cleanup(
     ] = True,
     json_output: JsonFlag = False,
     database_url: DatabaseUrl = None,
+    force_foreign: ForceForeign = False,
 ) -> None:
     """Delete a batch, or all batches of an assignment, from a local dev/test database."""
     from cjlib.maintenance import cleanup_assignment, cleanup_batch, ensure_disposable_database
@@ -285,13 +328,15 @@ def cleanup(
         raise UsageError("give either CJ_BATCH_ID or --assignment-id (exactly one)")
     if cj_batch_id is not None and not keep_anchors:
         raise UsageError("--drop-anchors applies to --assignment-id only")
-    ensure_disposable_database(database_url)
+    ensure_disposable_database(database_url, force_foreign=force_foreign)
     engine = open_engine(database_url)
     try:
         if cj_batch_id is not None:
-            summary = cleanup_batch(engine, cj_batch_id)
+            summary = cleanup_batch(engine, cj_batch_id, force_foreign=force_foreign)
         else:
-            summary = cleanup_assignment(engine, assignment_id, keep_anchors=keep_anchors)
+            summary = cleanup_assignment(
+                engine, assignment_id, keep_anchors=keep_anchors, force_foreign=force_foreign
+            )
     finally:
         engine.dispose()
     if json_output:

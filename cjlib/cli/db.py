@@ -9,39 +9,50 @@ from typing import Annotated
 
 import typer
 
-from cjlib.cli._common import DatabaseUrl, console
+from cjlib.cli._common import DatabaseUrl, ForceForeign, console
 from cjlib.errors import UsageError
 
 app = typer.Typer(help="Create, migrate and reset the CJ database.", no_args_is_help=True)
 
 
 @app.command("upgrade")
-def upgrade(database_url: DatabaseUrl = None) -> None:
+def upgrade(database_url: DatabaseUrl = None, force_foreign: ForceForeign = False) -> None:
     """Migrate the database to the newest schema (creates it when empty)."""
     from cjlib.db import get_engine, safe_url
     from cjlib.db import upgrade as upgrade_schema
 
     engine = get_engine(database_url)
-    revision = upgrade_schema(engine)
-    shown = safe_url(engine.url.render_as_string(False))
-    console.print(f"database {shown} at {revision}", markup=False)
+    try:
+        revision = upgrade_schema(engine, force_foreign=force_foreign)
+    finally:
+        engine.dispose()
+    console.print(f"database {safe_url(engine.url)} at {revision}", markup=False)
 
 
 @app.command("current")
 def current(database_url: DatabaseUrl = None) -> None:
-    """Show the schema revision of the database and the newest one shipped."""
-    from cjlib.db import current_revision, get_engine, head_revision
+    """Say what the database holds (its schema revision against the newest one shipped).
 
-    engine = get_engine(database_url)
-    revision, head = current_revision(engine), head_revision()
-    state = "up to date" if revision == head else "needs `cj db upgrade`"
-    console.print(f"current: {revision or '(empty)'}  head: {head}  ({state})", markup=False)
+    Read-only: a missing SQLite file is an error (nothing is created) and the file is opened
+    in SQLite's read-only mode. Exit 0 when the schema is up to date, 1 otherwise.
+    """
+    from cjlib.db import get_engine, schema_status
+
+    engine = get_engine(database_url, readonly=True)
+    try:
+        status = schema_status(engine)
+    finally:
+        engine.dispose()
+    console.print(status.describe(), markup=False, highlight=False)
+    if not status.up_to_date:
+        raise typer.Exit(1)
 
 
 @app.command("reset")
 def reset(
     yes: Annotated[bool, typer.Option("--yes", help="Confirm: every table is dropped.")] = False,
     database_url: DatabaseUrl = None,
+    force_foreign: ForceForeign = False,
 ) -> None:
     """Drop every table and view of a local dev/test database and migrate it again."""
     from cjlib.db import get_engine, safe_url
@@ -49,11 +60,12 @@ def reset(
 
     if not yes:
         raise UsageError("`cj db reset` drops every table and all data; pass --yes to confirm")
-    ensure_disposable_database(database_url)
+    ensure_disposable_database(database_url, force_foreign=force_foreign)
     engine = get_engine(database_url)
     try:
-        revision = reset_database(engine)
+        revision = reset_database(engine, force_foreign=force_foreign)
     finally:
         engine.dispose()
-    shown = safe_url(engine.url.render_as_string(hide_password=False))
-    console.print(f"database {shown} reset: empty, at revision {revision}", markup=False)
+    console.print(
+        f"database {safe_url(engine.url)} reset: empty, at revision {revision}", markup=False
+    )

@@ -63,7 +63,7 @@ def health(
         scoring_after=parse_duration(scoring_after),
         stalled_after=parse_duration(stalled_after),
     )
-    engine = open_engine(database_url)
+    engine = open_engine(database_url, readonly=True)
     try:
         report = health_alerts(engine, thresholds)
     finally:

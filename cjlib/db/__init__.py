@@ -183,8 +183,8 @@ def _sqlite_path(url: URL) -> Path | None:
 def _require_existing_file(path: Path, shown: str) -> None:
     if not path.exists():
         raise DatabaseURLError(
-            f"database file {path} does not exist: check --database-url or CJ_DATABASE_URL "
-            "(`cj db upgrade` creates it)"
+            f"database file {path} does not exist: check --database-url or CJ_DATABASE_URL, "
+            "or run `cj db upgrade` to create it"
         )
     if not path.is_file():
         raise DatabaseURLError(

@@ -16,6 +16,7 @@ from cjlib.db.repository import insert_ignoring_duplicates, store_contents
 from cjlib.defaults import DEFAULT_GRADE_SCALE
 from cjlib.errors import CJError, UsageError
 from cjlib.grades import get_grade_scale
+from cjlib.validation import check_text, column_length
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,13 @@ def register_anchors(
     DatasetError
         The data set folder is malformed (see :func:`cjlib.datasets.load_dataset`).
     UsageError
-        The assignment is already registered with another course or grade scale.
+        The assignment is already registered with another course or grade scale, or an id
+        is blank, holds NUL or is longer than its column (checked before any write).
     """
+    check_text("--assignment-id", assignment_id,
+               column_length(AnchorEssayReference.assignment_id), required=True)  # fmt: skip
+    check_text("--course-id", course_id, column_length(AssessmentInstruction.course_id),
+               required=True)  # fmt: skip
     scale = get_grade_scale(grade_scale)
     data = load_dataset(dataset, grade_scale=scale)
     inserted = updated = unchanged = 0

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -67,9 +68,23 @@ from cjlib.db.repository import (
     fetch_content,
     store_contents,
 )
-from cjlib.errors import BatchNotResumable, BatchRefused, NotFoundError, UsageError
+from cjlib.errors import (
+    ArtefactsNotWritten,
+    BatchNotResumable,
+    BatchRefused,
+    NotFoundError,
+    UsageError,
+)
 from cjlib.judges import Judge, PairRequest, make_judge
 from cjlib.pairing import PairingStrategy, make_strategy
+from cjlib.validation import (
+    check_db_integer,
+    check_positive_finite,
+    check_text,
+    check_writable_dir,
+    column_length,
+    integer_range,
+)
 from cjlib.workflow.finalizer import BatchFinalizer, FinalizationResult
 from cjlib.workflow.runner import STABILITY_THRESHOLD, BatchRunner, RunOptions
 
@@ -136,17 +151,83 @@ class BatchRunResult:
         }
 
 
+def check_batch_options(
+    *,
+    assignment_id: str,
+    course_id: str,
+    batch_label: str,
+    max_comparisons: int,
+    seed: int,
+    completion_timeout: float = 600.0,
+    callback_grace: float = 5.0,
+    output_dir: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    names: Mapping[str, str] | None = None,
+) -> None:
+    """Refuse, before any write, what the database or the file system would refuse later.
+
+    :func:`execute_batch` calls it first; ``cj pipeline`` calls it before any kernel starts.
+    Limits are the strictest of SQLite and PostgreSQL (:mod:`cjlib.validation`), so both
+    refuse the same values with the same one-line message: ids and the label must be
+    non-blank, without NUL, and fit their columns (``course_id`` also fits ``course_code``);
+    ``max_comparisons`` between 2 and the 32-bit ``total_budget`` column's maximum; ``seed``
+    from 0 to 2**63 - 1; ``completion_timeout`` and ``callback_grace`` finite and > 0;
+    ``run_dir`` or else ``output_dir`` a folder this process can write (nothing is created).
+
+    Parameters
+    ----------
+    names : mapping, optional
+        How each option is named in messages (default the ``cj batch execute`` option, e.g.
+        ``{"max_comparisons": "-p max_comparisons"}``).
+
+    Raises
+    ------
+    UsageError
+        The first value that cannot work (exit 2).
+    BatchRefused
+        ``max_comparisons`` < 2 (exit 2).
+    """
+    shown = {
+        "assignment_id": "--assignment-id",
+        "course_id": "--course-id",
+        "batch_label": "--batch-label",
+        "max_comparisons": "--max-comparisons",
+        "seed": "--seed",
+        **(names or {}),
+    }
+    check_text(shown["assignment_id"], assignment_id,
+               column_length(CJBatchUpload.assignment_id), required=True)  # fmt: skip
+    # The course id is stored twice: as course_id and (shorter) as course_code.
+    course_max = min(
+        column_length(CJBatchUpload.course_id), column_length(CJBatchUpload.course_code)
+    )
+    check_text(shown["course_id"], course_id, course_max, required=True)
+    check_text(shown["batch_label"], batch_label, column_length(CJBatchUpload.batch_label),
+               required=True)  # fmt: skip
+    is_int = isinstance(max_comparisons, int) and not isinstance(max_comparisons, bool)
+    if is_int and max_comparisons < 2:
+        raise BatchRefused(
+            f"{shown['max_comparisons']} must be at least 2 (got {max_comparisons}): "
+            "one comparison cannot place any essay relative to another"
+        )
+    check_db_integer(
+        shown["max_comparisons"], max_comparisons, CJBatchState.total_budget, minimum=2
+    )
+    check_db_integer(shown["seed"], seed, minimum=0)
+    check_positive_finite("--completion-timeout", completion_timeout)
+    check_positive_finite("callback_grace", callback_grace)
+    if run_dir is not None:
+        check_writable_dir(run_dir, "run_dir")
+    elif output_dir is not None:
+        check_writable_dir(output_dir, "--output-dir")
+
+
 def _validate_and_load(
     engine: Engine,
     assignment_id: str,
     max_comparisons: int,
     dataset: str | Path | None,
 ) -> tuple[list[AnchorEssayReference], dict[str, str], Dataset]:
-    if max_comparisons < 2:
-        raise BatchRefused(
-            f"--max-comparisons must be at least 2 (got {max_comparisons}): "
-            "one comparison cannot place any essay relative to another"
-        )
     with session_scope(engine) as session:
         instr = instructions_for(session, assignment_id)
         if instr is None:
@@ -556,6 +637,11 @@ def execute_batch(
     FinalizationError
         Finalization failed; the batch is FAILED with the reason.
     """
+    check_batch_options(
+        assignment_id=assignment_id, course_id=course_id, batch_label=batch_label,
+        max_comparisons=max_comparisons, seed=seed, completion_timeout=completion_timeout,
+        callback_grace=callback_grace, output_dir=output_dir, run_dir=run_dir,
+    )  # fmt: skip
     strategy, targets = _pairing_and_stopping(
         pairing, pairing_params,
         {"target_reliability": target_reliability,
@@ -644,11 +730,102 @@ def execute_batch(
     finalization = BatchFinalizer(engine).finalize_scoring(
         batch_id, completion_reason=outcome.reason
     )
-    folder, artefacts = _write_artefacts(
-        engine, batch_id, batch_label=batch_label, output_dir=output_dir, run_dir=run_dir,
-        dataset=data.path, projections_csv=projections_csv,
-    )  # fmt: skip
+    try:
+        folder, artefacts = _write_artefacts(
+            engine, batch_id, batch_label=batch_label, output_dir=output_dir, run_dir=run_dir,
+            dataset=data.path, projections_csv=projections_csv,
+        )  # fmt: skip
+    except OSError as err:
+        # The batch is committed and final: running it again would make a second batch.
+        raise _artefacts_not_written(batch_id, run_dir or output_dir, err) from err
     return _result(engine, batch_id, outcome.waves, folder, artefacts, finalization)
+
+
+def _artefacts_not_written(
+    batch_id: int, target: str | Path | None, err: OSError
+) -> ArtefactsNotWritten:
+    where = f" to {err.filename}" if err.filename else (f" under {target}" if target else "")
+    reason = err.strerror or str(err)
+    return ArtefactsNotWritten(
+        f"batch {batch_id} is complete in the database, but its artefacts could not be "
+        f"written{where}: {reason}; write them again with "
+        f"`cj batch artefacts {batch_id} --output-dir DIR` (do not run the batch again)",
+        cj_batch_id=batch_id,
+    )
+
+
+def _existing_run_dir(output_dir: Path, cj_batch_id: int) -> Path | None:
+    """The newest run folder under ``output_dir`` made for this batch, if any."""
+    suffix = re.compile(rf"_batch{cj_batch_id}(?:_\d+)?$")
+    found = [p for p in output_dir.glob(f"*_batch{cj_batch_id}*") if p.is_dir()]
+    found = [p for p in found if suffix.search(p.name)]
+    return max(found, key=lambda p: p.name) if found else None
+
+
+def write_batch_artefacts(
+    engine: Engine,
+    cj_batch_id: int,
+    *,
+    output_dir: str | Path | None = None,
+    run_dir: str | Path | None = None,
+) -> tuple[Path, dict[str, Path]]:
+    """(Re)write a stored batch's execute artefacts; reads the database only.
+
+    What ``cj batch artefacts`` runs after :class:`~cjlib.errors.ArtefactsNotWritten`:
+    the request envelope, ``grade_projections.csv`` and ``assessment_run.execute.json``
+    (:func:`cjlib.workflow.artefacts.write_execute_artefacts`). Idempotent: with ``run_dir``
+    the files in that folder are replaced; with ``output_dir`` the batch's newest run folder
+    there (``*_batch<ID>``) is reused, and one is created only when there is none.
+
+    Parameters
+    ----------
+    engine : Engine
+    cj_batch_id : int
+    output_dir, run_dir : path
+        Exactly one: the parent of the batch's run folder, or the folder itself.
+
+    Returns
+    -------
+    (Path, dict)
+        The run folder and the files written by name.
+
+    Raises
+    ------
+    UsageError
+        Neither or both folders given, or the folder is not a writable folder.
+    NotFoundError
+        No batch has this id.
+    ArtefactsNotWritten
+        Writing failed all the same (disk full, permissions changed meanwhile).
+    """
+    from cjlib.provenance import new_run_dir
+    from cjlib.workflow.artefacts import write_execute_artefacts
+
+    if (output_dir is None) == (run_dir is None):
+        raise UsageError("give either --output-dir or --run-dir (exactly one)")
+    target = check_writable_dir(run_dir if run_dir is not None else output_dir,
+                                "--run-dir" if run_dir is not None else "--output-dir")  # fmt: skip
+    low, high = integer_range(CJBatchUpload.id)
+    if not low <= cj_batch_id <= high:
+        raise NotFoundError(f"no CJ batch with id {cj_batch_id}")
+    with session_scope(engine) as session:
+        upload = session.get(CJBatchUpload, cj_batch_id)
+        if upload is None:
+            raise NotFoundError(f"no CJ batch with id {cj_batch_id}; list batches with `cj health`")
+        label = upload.batch_label or "batch"
+        dataset = ((upload.processing_metadata or {}).get("run") or {}).get("dataset")
+    try:
+        if run_dir is not None:
+            folder = target
+            folder.mkdir(parents=True, exist_ok=True)
+        else:
+            folder = _existing_run_dir(target, cj_batch_id) or new_run_dir(
+                target, label, cj_batch_id
+            )
+        written = write_execute_artefacts(engine, cj_batch_id, folder, dataset=dataset)
+    except OSError as err:
+        raise _artefacts_not_written(cj_batch_id, target, err) from err
+    return folder, written
 
 
 #: States a crash can leave a batch in, from which :func:`resume_batch` continues it.

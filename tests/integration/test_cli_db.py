@@ -21,7 +21,7 @@ def test_db_upgrade_builds_schema_and_current_reports_head(empty_db_url, capsys)
     engine.dispose()
     assert main(["db", "current", "--database-url", empty_db_url]) == 0
     out = capsys.readouterr().out
-    assert f"current: {head_revision()}" in out and "up to date" in out
+    assert f"is at {head_revision()} (up to date)" in out
 
 
 @pytest.mark.parametrize(

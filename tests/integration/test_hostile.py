@@ -13,7 +13,9 @@ they turn into failures, and must lose the mark, as soon as the CLI is wired.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -24,21 +26,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, make_url, text
 
+from cjlib.cli.main import main as cli_main
 from cjlib.datasets import load_dataset
 from cjlib.db import get_engine, upgrade
 from cjlib.db.models import Base
+from cjlib.errors import UsageError
+from cjlib.workflow import artefacts as artefacts_module
+from cjlib.workflow import register_anchors
+from cjlib.workflow.execute import execute_batch
 from tests.integration import health_fixtures as fx
+from tests.integration.workflow_helpers import small_dataset
 
 CJ = [sys.executable, "-m", "cjlib.cli"]
-NEEDS_READONLY_WIRING = pytest.mark.xfail(
-    strict=True,
-    reason="needs the CLI to open db current/health/inspect with get_engine(readonly=True)",
-)
-NEEDS_STATUS_WIRING = pytest.mark.xfail(
-    strict=True, reason="needs `cj db current` to print cjlib.db.schema_status(engine).describe()"
-)
 
 
 # --- running cj ---------------------------------------------------------------------------
@@ -380,15 +381,17 @@ def test_upgrade_refuses_to_add_cj_tables_to_a_foreign_file(foreign_sqlite, home
     assert sqlite_rows(foreign_sqlite) == {"notes": 1}
 
 
-@NEEDS_STATUS_WIRING
 def test_db_current_calls_a_foreign_file_not_a_cj_database(foreign_sqlite, home):
     before = file_state(foreign_sqlite)
     proc = run_cj("db", "current", "--database-url", sqlite_url(foreign_sqlite), home=home)
-    assert "not a cj database" in proc.stdout + proc.stderr
+    assert proc.returncode == 1 and not proc.stderr, proc.stdout + proc.stderr
+    assert proc.stdout.strip().splitlines() == [
+        f"database {sqlite_url(foreign_sqlite)} is not a cj database (it holds notes): check "
+        "--database-url or CJ_DATABASE_URL"
+    ]
     assert file_state(foreign_sqlite) == before
 
 
-@NEEDS_READONLY_WIRING
 @pytest.mark.parametrize("command", [["db", "current"], ["health"], ["batch", "inspect", "1"]])
 def test_read_only_commands_on_a_missing_path_create_nothing(tmp_path, home, command):
     missing = tmp_path / "nowhere" / "cj.sqlite3"
@@ -422,6 +425,9 @@ def test_dropped_view_is_named_by_health_and_recreated_by_upgrade(cj_url, home):
     _drop_view(cj_url)
     proc = run_cj("health", "--database-url", cj_url, home=home)
     assert_one_line(proc, 2, "view cj_batch_health is missing: run `cj db upgrade`")
+    proc = run_cj("db", "current", "--database-url", cj_url, home=home)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "view cj_batch_health is missing: run `cj db upgrade`" in proc.stdout
     proc = run_cj("db", "upgrade", "--database-url", cj_url, home=home)
     assert proc.returncode == 0, proc.stderr
     state = pg_state(cj_url) if cj_url.startswith("postgresql") else None
@@ -432,6 +438,8 @@ def test_dropped_view_is_named_by_health_and_recreated_by_upgrade(cj_url, home):
     engine.dispose()
     assert state is None or state["rows"]["cj_batch_uploads"] == 1
     assert run_cj("health", "--database-url", cj_url, home=home).returncode == 0
+    current = run_cj("db", "current", "--database-url", cj_url, home=home)
+    assert current.returncode == 0 and "(up to date)" in current.stdout, current.stdout
 
 
 def test_upgrade_of_a_database_at_an_unknown_revision_is_one_line(cj_url, home):
@@ -582,3 +590,373 @@ def test_an_essay_with_a_nul_byte_is_refused_before_anything_is_written(cj_sqlit
     )  # fmt: skip
     assert_one_line(proc, 2, "students/S2.txt contains a NUL character")
     assert sqlite_rows(cj_sqlite) == before
+
+
+# --- 5. batch execute: every option checked before the first write -------------------------
+
+
+def db_state(url: str) -> object:
+    """Everything the unchanged-database assertions compare, on either backend."""
+    if url.startswith("sqlite"):
+        path = Path(url.removeprefix("sqlite:///"))
+        return file_state(path), sqlite_rows(path)
+    return pg_state(url)
+
+
+@pytest.fixture
+def registered(cj_url, tmp_path) -> tuple[str, Path]:
+    """``cj_url`` with the anchors of assignment ``hostile-a`` registered, and its data set."""
+    dataset = small_dataset(tmp_path, n_students=4)
+    engine = get_engine(cj_url)
+    register_anchors(engine, assignment_id="hostile-a", course_id="ENG5", dataset=dataset)
+    engine.dispose()
+    return cj_url, dataset
+
+
+def execute_args(url: str, dataset: Path, out: Path, **overrides: str) -> list[str]:
+    options = {
+        "--assignment-id": "hostile-a",
+        "--course-id": "ENG5",
+        "--batch-label": "ok",
+        "--max-comparisons": "12",
+        "--dataset": str(dataset),
+        "--output-dir": str(out),
+        "--database-url": url,
+        **{f"--{key.replace('_', '-')}": value for key, value in overrides.items()},
+    }
+    return ["batch", "execute", *[part for item in options.items() for part in item]]
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path) -> Iterator[Path]:
+    """A folder this process cannot write into, even as root (chattr +i)."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False)
+    if made.returncode != 0:
+        os.chmod(folder, 0o555)
+        if os.access(folder, os.W_OK):
+            pytest.skip("cannot make an unwritable folder here (root without chattr)")
+        yield folder
+        os.chmod(folder, 0o755)
+        return
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+EXECUTE_REFUSALS = [
+    ({"assignment_id": "a" * 300}, "--assignment-id is 300 characters long; at most 100 fit"),
+    ({"course_id": "c" * 60}, "--course-id is 60 characters long; at most 50 fit"),
+    ({"batch_label": ""}, "--batch-label is empty"),
+    ({"batch_label": "   "}, "--batch-label is empty"),
+    ({"batch_label": "x" * 256}, "--batch-label is 256 characters long; at most 255 fit"),
+    ({"max_comparisons": "99999999999999999999999"}, "--max-comparisons must be between 2 and"),
+    ({"max_comparisons": "3000000000"}, "--max-comparisons must be between 2 and 2147483647"),
+    ({"seed": "99999999999999999999999"}, "--seed must be between 0 and 9223372036854775807"),
+    ({"seed": "-1"}, "--seed must be between 0 and"),
+    ({"completion_timeout": "-1"}, "--completion-timeout must be a finite number greater than 0"),
+    ({"completion_timeout": "nan"}, "--completion-timeout must be a finite number greater than 0"),
+    ({"completion_timeout": "inf"}, "--completion-timeout must be a finite number greater than 0"),
+    ({"completion_timeout": "0"}, "--completion-timeout must be a finite number greater than 0"),
+    ({"output_dir": "/etc/passwd"}, "--output-dir /etc/passwd is not a folder"),
+    ({"output_dir": "FILE/sub"}, "which is not a folder"),
+    ({"output_dir": "LOCKED/runs"}, "is not writable"),
+]
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    EXECUTE_REFUSALS,
+    ids=[f"{next(iter(o))}={next(iter(o.values()))[:12]}" for o, _ in EXECUTE_REFUSALS],
+)
+def test_execute_refuses_bad_options_before_writing(
+    registered, tmp_path, home, unwritable_dir, override, fragment
+):
+    url, dataset = registered
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder\n")
+    out = tmp_path / "out"
+    override = {
+        key: value.replace("FILE", str(a_file)).replace("LOCKED", str(unwritable_dir))
+        for key, value in override.items()
+    }
+    before = db_state(url)
+    args = execute_args(url, dataset, out, **override)
+    proc = run_cj(*args, "--await-completion", home=home)
+    assert_one_line(proc, 2, fragment)
+    assert db_state(url) == before
+    assert not out.exists() and list(unwritable_dir.iterdir()) == []
+    assert a_file.read_text() == "not a folder\n"
+
+
+def test_execute_with_valid_options_writes_a_batch(registered, tmp_path, home):
+    # The control for the refusals above: the same base options run a batch.
+    url, dataset = registered
+    out = tmp_path / "out"
+    proc = run_cj(*execute_args(url, dataset, out), home=home)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run_dir,) = out.iterdir()
+    assert (run_dir / "assessment_run.execute.json").is_file()
+
+
+def test_a_nul_byte_in_a_label_is_refused_on_both_backends(registered, tmp_path):
+    # argv cannot carry NUL, but a notebook can: execute_batch itself refuses it.
+    url, dataset = registered
+    before = db_state(url)
+    engine = get_engine(url)
+    try:
+        with pytest.raises(UsageError, match=r"--batch-label contains a NUL character"):
+            execute_batch(
+                engine, assignment_id="hostile-a", course_id="ENG5", batch_label="a\x00b",
+                max_comparisons=12, dataset=dataset, output_dir=tmp_path / "out",
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+    assert db_state(url) == before
+
+
+@pytest.mark.parametrize(
+    ("essay_id", "fragment"),
+    [
+        ("S" * 150, "students.csv row 3: essay_id is 150 characters long; at most 100 fit"),
+        ("S\x00NUL", "students.csv row 3: essay_id contains a NUL character"),
+    ],
+    ids=["too-long", "nul"],
+)
+def test_essay_ids_that_do_not_fit_are_refused_on_both_backends(
+    registered, tmp_path, home, essay_id, fragment
+):
+    url, dataset = registered
+    listing = dataset / "students.csv"
+    lines = listing.read_text().splitlines()
+    _, file = lines[2].split(",")
+    lines[2] = f"{essay_id},{file}"
+    listing.write_text("\n".join(lines) + "\n")
+    before = db_state(url)
+    proc = run_cj(*execute_args(url, dataset, tmp_path / "out"), home=home)
+    assert_one_line(proc, 2, fragment)
+    assert db_state(url) == before
+    assert not (tmp_path / "out").exists()
+
+
+# --- 6. artefacts that fail after the batch is committed ----------------------------------
+
+
+def test_failed_artefacts_leave_the_batch_and_say_how_to_write_them_again(
+    registered, tmp_path, home, monkeypatch, capsys
+):
+    url, dataset = registered
+    out = tmp_path / "out"
+
+    def disk_full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "x.json"))
+
+    monkeypatch.setattr(artefacts_module, "write_execute_artefacts", disk_full)
+    code = cli_main(execute_args(url, dataset, out, batch_label="disk-full"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1, err
+    batch_id = _batch_id_of(url, "disk-full")
+    assert f"batch {batch_id} is complete in the database" in err[0]
+    assert "No space left on device" in err[0]
+    assert f"`cj batch artefacts {batch_id} --output-dir DIR`" in err[0]
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        state = conn.execute(
+            text("SELECT state FROM cj_batch_states WHERE batch_id = :b"), {"b": batch_id}
+        ).scalar_one()
+    engine.dispose()
+    assert state == "COMPLETED"
+    monkeypatch.undo()
+
+    before = db_state(url)
+    first = run_cj("batch", "artefacts", str(batch_id), "--output-dir", str(out),
+                   "--database-url", url, home=home)  # fmt: skip
+    assert first.returncode == 0, first.stdout + first.stderr
+    (run_dir,) = out.iterdir()
+    written = sorted(p.name for p in run_dir.iterdir())
+    assert {"assessment_run.execute.json", "grade_projections.csv"} <= set(written)
+    again = run_cj("batch", "artefacts", str(batch_id), "--output-dir", str(out),
+                   "--database-url", url, home=home)  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert list(out.iterdir()) == [run_dir]  # idempotent: the same folder, the same files
+    assert sorted(p.name for p in run_dir.iterdir()) == written
+    assert db_state(url) == before  # read-only on the database
+
+
+def _batch_id_of(url: str, label: str) -> int:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT id FROM cj_batch_uploads WHERE batch_label = :l"), {"l": label}
+        ).scalar_one()
+    engine.dispose()
+    return int(found)
+
+
+def test_artefacts_of_a_missing_batch_or_to_a_file_are_one_line(cj_sqlite, tmp_path, home):
+    url, before = sqlite_url(cj_sqlite), db_state(sqlite_url(cj_sqlite))
+    proc = run_cj("batch", "artefacts", "42", "--output-dir", str(tmp_path / "o"),
+                  "--database-url", url, home=home)  # fmt: skip
+    assert_one_line(proc, 1, "no CJ batch with id 42")
+    proc = run_cj("batch", "artefacts", "1", "--output-dir", "/etc/passwd",
+                  "--database-url", url, home=home)  # fmt: skip
+    assert_one_line(proc, 2, "--output-dir /etc/passwd is not a folder")
+    assert db_state(url) == before and not (tmp_path / "o").exists()
+
+
+# --- 7. user text is never Rich markup ------------------------------------------------------
+
+HOSTILE_LABELS = ["[/oops]", "<script>alert(9)</script>", "[bold red]x[/]"]
+
+
+@pytest.mark.parametrize("label", HOSTILE_LABELS)
+def test_labels_with_markup_print_literally(registered, tmp_path, home, label):
+    url, dataset = registered
+    proc = run_cj(*execute_args(url, dataset, tmp_path / "out", batch_label=label), home=home)
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert label in proc.stdout
+    batch_id = _batch_id_of(url, label)
+    shown = run_cj("batch", "inspect", str(batch_id), "--database-url", url, home=home)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert label in shown.stdout
+
+
+def test_health_prints_labels_literally_and_seconds_in_the_detail(cj_sqlite, home):
+    engine = get_engine(sqlite_url(cj_sqlite))
+    fx.quiet_batch(engine, label="[/oops] <script>", idle_seconds=5)
+    engine.dispose()
+    before = db_state(sqlite_url(cj_sqlite))
+    proc = run_cj(
+        "health", "--stalled-after", "1s", "--database-url", sqlite_url(cj_sqlite), home=home
+    )
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "[/oops] <script>" in proc.stdout
+    assert re.search(r"idle \d+ s > 1 s, 4 of 8 callbacks pending", proc.stdout), proc.stdout
+    assert "0 min" not in proc.stdout
+    assert db_state(sqlite_url(cj_sqlite)) == before
+
+
+# --- 8. ids beyond the columns ------------------------------------------------------------
+
+
+def test_inspect_of_an_id_beyond_the_column_is_not_found(cj_url, home):
+    before = db_state(cj_url)
+    proc = run_cj("batch", "inspect", "9223372036854775807", "--database-url", cj_url, home=home)
+    assert_one_line(proc, 1, "no CJ batch with id 9223372036854775807")
+    assert db_state(cj_url) == before
+
+
+def test_cleanup_of_an_id_beyond_the_column_is_not_found_on_sqlite_too(cj_sqlite, home):
+    url = sqlite_url(cj_sqlite)
+    before = db_state(url)
+    proc = run_cj("batch", "cleanup", "3000000000", "--database-url", url, home=home)
+    assert_one_line(proc, 1, "no CJ batch with id 3000000000")
+    assert db_state(url) == before
+
+
+# --- 9. cj pipeline -----------------------------------------------------------------------
+
+
+def test_pipeline_with_an_unreachable_database_exits_2_before_any_kernel(tmp_path, home):
+    out = tmp_path / "runs"
+    proc = run_cj(
+        "pipeline", "--database-url", "postgresql+psycopg://cj:s3cret@127.0.0.1:1/cj",
+        "--output-dir", str(out), home=home,
+    )  # fmt: skip
+    assert_one_line(proc, 2, "cannot connect to postgresql+psycopg://cj:***@127.0.0.1:1/cj")
+    assert "running" not in proc.stderr and "s3cret" not in proc.stdout + proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("parameter", "fragment"),
+    [
+        ("run_dir=/tmp/x", "-p run_dir is set by the pipeline itself: the pipeline makes a fresh "
+         "run folder for every run; use --output-dir"),
+        ("max_comparisons=abc", "-p max_comparisons must be an integer of at least 2 (got 'abc')"),
+        ("seed=-5", "-p seed must be between 0 and"),
+        ("batch_label=", "-p batch_label is empty"),
+    ],
+    ids=["run_dir", "max_comparisons", "seed", "batch_label"],
+)  # fmt: skip
+def test_pipeline_names_bad_p_parameters_as_given(tmp_path, home, parameter, fragment):
+    out, db = tmp_path / "runs", tmp_path / "cj.sqlite3"
+    proc = run_cj(
+        "pipeline", "--database-url", sqlite_url(db), "--output-dir", str(out), "-p", parameter,
+        home=home,
+    )  # fmt: skip
+    line = assert_one_line(proc, 2, fragment)
+    assert "--max-comparisons" not in line and "--database-url" not in line
+    assert not out.exists() and not db.exists()
+
+
+@pytest.mark.postgres
+def test_pipeline_run_folder_never_holds_the_database_password(postgres_server, tmp_path, home):
+    # Trust authentication ignores the password, so any one will do; it must appear nowhere.
+    password = "Pw-9f3b1c-never-written"
+    url = make_url(postgres_server.create_database("cj_secret")).set(password=password)
+    real = url.render_as_string(hide_password=False)
+    out = tmp_path / "runs"
+    proc = run_cj(
+        "pipeline", "--database-url", real, "--output-dir", str(out), "--max-comparisons", "40",
+        home=home,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert password not in proc.stdout + proc.stderr
+    (run_dir,) = out.iterdir()
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert {"02_execute_eng5_batch.ipynb", "validation_report.html"} <= {p.name for p in files}
+    leaking = [p.name for p in files if password.encode() in p.read_bytes()]
+    assert leaking == []
+    # The notebooks did use the database: the masked URL is in their parameters.
+    executed = (run_dir / "02_execute_eng5_batch.ipynb").read_text()
+    assert url.render_as_string(hide_password=True).replace("/", "\\/") in executed or (
+        url.render_as_string(hide_password=True) in executed
+    )
+    assert pg_state(real)["rows"]["cj_batch_uploads"] == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "fragment"),
+    [
+        ("--assignment-id", "a" * 300, "--assignment-id is 300 characters long; at most 100 fit"),
+        ("--course-id", "", "--course-id is empty"),
+    ],
+    ids=["long-assignment", "empty-course"],
+)
+def test_anchor_registration_refuses_ids_that_do_not_fit(
+    cj_url, tmp_path, home, option, value, fragment
+):
+    dataset = make_dataset(tmp_path)
+    options = {"--assignment-id": "fits", "--course-id": "ENG5", option: value}
+    before = db_state(cj_url)
+    proc = run_cj(
+        "anchors", "register", *[part for item in options.items() for part in item],
+        "--dataset", str(dataset), "--database-url", cj_url, home=home,
+    )  # fmt: skip
+    assert_one_line(proc, 2, fragment)
+    assert db_state(cj_url) == before
+
+
+def test_force_foreign_reaches_upgrade_and_reset(foreign_sqlite, tmp_path, home):
+    # The refusals above are overridden only by the flag, and the flag reaches the domain.
+    url = sqlite_url(foreign_sqlite)
+    proc = run_cj("db", "reset", "--yes", "--force-foreign", "--database-url", url, home=home)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = sqlite_rows(foreign_sqlite)
+    assert "notes" not in rows and rows["cj_batch_uploads"] == 0
+    other = tmp_path / "other.sqlite3"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.execute("INSERT INTO notes (body) VALUES ('keep me')")
+    conn.close()
+    proc = run_cj("db", "upgrade", "--force-foreign", "--database-url", sqlite_url(other),
+                  home=home)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = sqlite_rows(other)
+    assert rows["notes"] == 1 and rows["cj_batch_uploads"] == 0
