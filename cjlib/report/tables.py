@@ -427,7 +427,11 @@ def judge_panel_table(rep: BatchReport) -> pd.DataFrame:
     decided = decided.loc[decided["judge_id"].notna()]
     if decided.empty:
         return pd.DataFrame(columns=columns)
-    seconds = pd.to_numeric(decided["seconds_taken"], errors="coerce")
+    seconds = (
+        pd.to_numeric(decided["seconds_taken"], errors="coerce")
+        if "seconds_taken" in decided.columns
+        else pd.Series(np.nan, index=decided.index)
+    )
     grouped = pd.DataFrame(
         {
             "judge_id": decided["judge_id"].to_numpy(),
