@@ -399,13 +399,16 @@ def import_mode(parameters: Mapping[str, Any]) -> bool:
 def _registered_scale(database_url: str, assignment_id: str) -> str:
     # The scale the import will use: the assignment's registered one, else the default. A
     # database that is not reachable or not migrated yet has none registered.
-    from sqlalchemy import select
+    from sqlalchemy import make_url, select
     from sqlalchemy.exc import SQLAlchemyError
 
     from cjlib.db import get_engine, session_scope
     from cjlib.db.models import AssessmentInstruction
     from cjlib.defaults import DEFAULT_GRADE_SCALE
 
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        return DEFAULT_GRADE_SCALE  # connecting would create the file before anything ran
     engine = get_engine(database_url)
     try:
         with session_scope(engine) as session:
