@@ -1,5 +1,10 @@
 """Wall time and peak memory of ``fit_bradley_terry`` per engine, against ``choix.ilsr_pairwise``.
 
+Cases: ``default`` is ``fit_bradley_terry(comparisons)`` as a user calls it (the default
+method, ``cjlib.scoring.DEFAULT_METHOD``, with its automatic engine and SE method);
+``sparse`` and ``choix`` are the maximum-likelihood fit (``method="mle"``) with each engine;
+``choix.ilsr_pairwise`` is choix alone.
+
 Each case runs in its own subprocess so that its peak resident memory (``ru_maxrss``) is its
 own. The design is balanced: every essay meets a random opponent in 40 rounds of random
 pairings, i.e. 20 · n decisions for n essays, with true abilities uniform on [−1, 1] so that
@@ -30,7 +35,7 @@ QUICK_SIZES = (1_000, 5_000)
 DECISIONS_PER_ESSAY = 20
 CHOIX_MAX_ESSAYS = 5_000
 QUICK_CHOIX_MAX_ESSAYS = 1_000
-CASES = ("sparse", "choix", "choix.ilsr_pairwise")
+CASES = ("default", "sparse", "choix", "choix.ilsr_pairwise")
 
 
 def simulate(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,10 +72,14 @@ def run_case(case: str, n: int, seed: int, theta_path: Path) -> dict:
 
         comparisons = pd.DataFrame({"winner_id": winner, "loser_id": loser})
         start, cpu_start = time.perf_counter(), time.process_time()
-        result = fit_bradley_terry(comparisons, engine=case)
+        if case == "default":
+            result = fit_bradley_terry(comparisons)
+        else:
+            result = fit_bradley_terry(comparisons, method="mle", engine=case)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         theta = result.scores["theta"].sort_index().to_numpy()
         extra = {
+            "method": result.method,
             "iterations": result.iterations,
             "converged": result.converged,
             "se_method": result.se_method,
@@ -129,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in sizes:
             rows, thetas = [], {}
             for case in CASES:
-                if case != "sparse" and n > choix_max:
+                if case not in ("sparse", "default") and n > choix_max:
                     print(
                         f"{n:>8,} {'':>10} {case:<20} skipped above {choix_max:,} essays "
                         "(dense n × n per iteration)"
@@ -152,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 note = f"  {row['before_fit_mib']:.0f} MiB before the fit"
                 if "se_method" in row:
-                    note += f"; {row['se_method']} SEs"
+                    note += f"; {row['method']}, {row['se_method']} SEs"
                 print(
                     f"{row['n']:>8,} {row['decisions']:>10,} {row['case']:<20} "
                     f"{row['seconds']:>9.3f} {row['cpu_seconds']:>8.2f} {row['peak_mib']:>9.0f} "

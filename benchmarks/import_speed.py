@@ -38,6 +38,8 @@ import pandas as pd
 JUDGES = 200
 BACKENDS = ("postgresql", "sqlite")
 TARGET_SECONDS = 60.0
+#: PostgreSQL server to create the throw-away database on, as the test suite's default.
+DEFAULT_SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 def generate_export(path: Path, decisions: int, items: int, seed: int = 12) -> None:
@@ -117,9 +119,7 @@ def run_backend(url: str, export: Path) -> dict:
 def _postgres_url() -> tuple[str, object]:
     from sqlalchemy import create_engine, text
 
-    from cjlib import config
-
-    server = config.test_database_url()
+    server = os.environ.get("CJ_TEST_DATABASE_URL", "").strip() or DEFAULT_SERVER_URL
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     name = f"cj_bench_import_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     with admin.connect() as conn:

@@ -23,3 +23,13 @@ DEFAULT_JUDGE = "simulated"
 DEFAULT_COMPLETION_TIMEOUT = 600.0
 #: Number of anchors the ENG5 sample data set registers.
 DEFAULT_EXPECTED_ANCHORS = 12
+
+#: The design study (``cj study``, :func:`cjlib.design.run_design_study`): pairing strategies,
+#: comparisons per essay, seeds, students per batch, judge discrimination and lapse share.
+#: 4 seeds keep the default run under 3 minutes on 2 shared cores (docs/design_study.md).
+DEFAULT_STUDY_STRATEGIES: tuple[str, ...] = ("balanced", "adaptive", "boundary")
+DEFAULT_STUDY_PER_ESSAY: tuple[int, ...] = (3, 5, 10, 20, 40)
+DEFAULT_STUDY_SEEDS = 4
+DEFAULT_STUDY_STUDENTS = 120
+DEFAULT_STUDY_DISCRIMINATION = 1.0
+DEFAULT_STUDY_JUDGE_NOISE = 0.0

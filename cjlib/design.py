@@ -42,6 +42,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cjlib.defaults import (
+    DEFAULT_STUDY_DISCRIMINATION,
+    DEFAULT_STUDY_JUDGE_NOISE,
+    DEFAULT_STUDY_PER_ESSAY,
+    DEFAULT_STUDY_SEEDS,
+    DEFAULT_STUDY_STRATEGIES,
+    DEFAULT_STUDY_STUDENTS,
+)
 from cjlib.errors import UsageError
 from cjlib.grades import ENG5_ANCHOR_GRADES, ENG5_LEGACY, GradeScale, get_grade_scale
 from cjlib.pairing import (
@@ -63,25 +71,37 @@ __all__ = [
     "DEFAULT_STRATEGIES",
     "DEFAULT_STUDENTS",
     "MEASURES",
+    "MEASURE_NULL_ADJUSTED",
+    "MEASURE_SPLIT_HALF",
+    "DesignReliability",
     "bt_judge",
+    "check_study_setting",
     "coin_toss_judge",
     "comparisons_needed",
     "conclusions",
+    "design_reliability",
+    "honest_reliability",
+    "null_adjusted_ssr",
     "null_ssr",
+    "reliability_measure",
     "run_design_study",
     "simulate_design",
+    "split_half_reliability",
+    "strategy_estimates",
     "summarise",
+    "warm_up",
     "write_study_csv",
 ]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_STRATEGIES: tuple[str, ...] = ("balanced", "adaptive", "boundary")
-DEFAULT_PER_ESSAY: tuple[int, ...] = (3, 5, 10, 20, 40)
-DEFAULT_SEEDS = 4
-DEFAULT_STUDENTS = 120
-DEFAULT_DISCRIMINATION = 1.0
-DEFAULT_JUDGE_NOISE = 0.0
+# The study's defaults live in cjlib.defaults (the CLI reads them without loading this module).
+DEFAULT_STRATEGIES = DEFAULT_STUDY_STRATEGIES
+DEFAULT_PER_ESSAY = DEFAULT_STUDY_PER_ESSAY
+DEFAULT_SEEDS = DEFAULT_STUDY_SEEDS
+DEFAULT_STUDENTS = DEFAULT_STUDY_STUDENTS
+DEFAULT_DISCRIMINATION = DEFAULT_STUDY_DISCRIMINATION
+DEFAULT_JUDGE_NOISE = DEFAULT_STUDY_JUDGE_NOISE
 #: L2 penalty of every Bradley–Terry fit in the study: small, so the estimates exist from the
 #: first wave on (a sparse or coin-toss batch has no maximum-likelihood estimate).
 DEFAULT_ALPHA = 0.03
@@ -142,17 +162,33 @@ def _project(scores: pd.DataFrame, anchor_grades: Mapping, scale: GradeScale):
     return project_grades(scores, anchor_grades, scale=scale)
 
 
-def _estimates(
+def strategy_estimates(
     strategy: PairingStrategy,
     comparisons: pd.DataFrame,
     anchor_grades: Mapping,
-    scale: GradeScale,
-    alpha: float,
+    scale: str | GradeScale,
+    alpha: float = DEFAULT_ALPHA,
+    *,
+    scores: pd.DataFrame | None = None,
 ) -> Estimates:
-    scores = _fit(comparisons, alpha).scores
+    """The :class:`~cjlib.pairing.Estimates` ``strategy`` pairs its next wave on.
+
+    A Bradley–Terry fit (penalty ``alpha``) of ``comparisons`` — or ``scores``, a fit of them
+    the caller already made; for a strategy that ``uses_boundaries``, with the grade
+    boundaries of ``project_grades(scores, anchor_grades, scale=scale).calibration``. The
+    design study and the batch runner both call this between waves.
+
+    Raises
+    ------
+    ProjectionUnavailable
+        ``boundary`` pairing and the anchors cannot place the grades (e.g. not yet compared).
+    """
+    if scores is None:
+        scores = _fit(comparisons, alpha).scores
     if not strategy.uses_boundaries:
         return Estimates.from_scores(scores)
-    return Estimates.from_scores(scores, _project(scores, anchor_grades, scale).calibration)
+    calibration = _project(scores, anchor_grades, get_grade_scale(scale)).calibration
+    return Estimates.from_scores(scores, calibration)
 
 
 def _as_frame(
@@ -210,15 +246,20 @@ def _grow(
             yield n, frame, time.perf_counter() - start
         # Estimates only once the strategy's warm-up is over: a fit before every essay is
         # compared would leave essays (and anchors, for the boundaries) unplaced.
-        warm = min(state.comparisons(e) for e in ids) >= max(1, _warm_up(strategy))
+        warm = min(state.comparisons(e) for e in ids) >= warm_up(strategy)
         if pending and strategy.uses_estimates and warm:
-            estimates = _estimates(
+            estimates = strategy_estimates(
                 strategy, _as_frame(ids, a_idx, b_idx, a_wins), anchor_grades, scale, alpha
             )
 
 
-def _warm_up(strategy: PairingStrategy) -> int:
-    return int(strategy.params.get("min_comparisons", 0))
+def warm_up(strategy: PairingStrategy) -> int:
+    """Comparisons every essay needs before ``strategy`` gets estimates (at least 1).
+
+    Before that a fit would leave essays (and, for the boundaries, anchors) unplaced; the
+    strategy pairs those waves as ``balanced`` does.
+    """
+    return max(1, int(strategy.params.get("min_comparisons", 0)))
 
 
 def _strategy(strategy: str | PairingStrategy) -> PairingStrategy:
@@ -309,17 +350,214 @@ def null_ssr(
     return float(_fit(comparisons, alpha).reliability)
 
 
-def _split_half(comparisons: pd.DataFrame, *, seed: int, alpha: float) -> float:
-    # Local fallback until cjlib.reliability.split_half is merged: comparisons split at random
-    # into two halves, each fitted on its own; Spearman–Brown of the correlation of the θs.
+#: Which reliability a stopping rule reads under each kind of design (see
+#: :func:`design_reliability`).
+MEASURE_SPLIT_HALF = "split_half"
+MEASURE_NULL_ADJUSTED = "null_adjusted_ssr"
+
+
+def null_adjusted_ssr(ssr: float, null: float) -> float:
+    """The SSR with what the design alone produces taken out: (SSR − b) / (1 − b).
+
+    b = max(``null``, 0) is the null baseline (:func:`null_ssr`, the SSR the same pairing
+    procedure reaches on coin-toss decisions), floored at 0 because a negative null SSR is an
+    artefact of the penalty, not reliability a design takes away. Like a chance correction
+    (Cohen's κ): 0 when the batch separates essays no better than coin tosses would under its
+    design, 1 when SSR = 1; never above the SSR. NaN when b ≥ 1 or either input is NaN.
+    """
+    base = max(float(null), 0.0)
+    if not (math.isfinite(ssr) and math.isfinite(base)) or base >= 1.0:
+        return math.nan
+    return (float(ssr) - base) / (1.0 - base)
+
+
+def reliability_measure(strategy: str | PairingStrategy) -> str:
+    """The reliability a stopping rule uses for ``strategy``: one its design cannot inflate.
+
+    ``split_half`` for a strategy that ignores the estimates (``balanced``): its split-half
+    tracks the true reliability and is ≈ 0 on coin tosses. ``null_adjusted_ssr`` for one that
+    pairs on them (``adaptive``, ``boundary``), whose SSR *and* random split-half reach 0.7–0.9
+    on coin-toss decisions (``docs/design_study.md``).
+    """
+    return MEASURE_NULL_ADJUSTED if _strategy(strategy).uses_estimates else MEASURE_SPLIT_HALF
+
+
+@dataclass(frozen=True)
+class DesignReliability:
+    """A batch's reliability statistics side by side, and the one its design cannot inflate.
+
+    Attributes
+    ----------
+    strategy : str
+        Name of the pairing strategy the batch was paired with.
+    n_comparisons : int
+        Decided comparisons the statistics rest on.
+    ssr : float
+        Scale separation reliability of the fit (what a batch reports).
+    split_half : float
+        :func:`split_half_reliability`.
+    null_ssr : float
+        :func:`null_ssr`: the SSR of the same pairing procedure on coin-toss decisions.
+    adjusted_ssr : float
+        :func:`null_adjusted_ssr` of ``ssr`` and ``null_ssr``.
+    measure : str
+        :func:`reliability_measure` of the strategy: ``split_half`` or ``null_adjusted_ssr``.
+    """
+
+    strategy: str
+    n_comparisons: int
+    ssr: float
+    split_half: float
+    null_ssr: float
+    adjusted_ssr: float
+    measure: str
+
+    @property
+    def honest(self) -> float:
+        """The value of ``measure``: the reliability a stopping rule compares with its target."""
+        return self.split_half if self.measure == MEASURE_SPLIT_HALF else self.adjusted_ssr
+
+
+def design_reliability(
+    comparisons: pd.DataFrame,
+    strategy: str | PairingStrategy,
+    essay_ids: Sequence[Hashable],
+    *,
+    seed: int,
+    anchor_grades: Mapping | None = None,
+    scale: str | GradeScale = ENG5_LEGACY,
+    alpha: float = DEFAULT_ALPHA,
+    n_splits: int = 1,
+) -> DesignReliability:
+    """SSR, split-half and null SSR of a batch, and the reliability its design cannot inflate.
+
+    Parameters
+    ----------
+    comparisons : pandas.DataFrame
+        The batch's decided comparisons (``essay_a_id``, ``essay_b_id``, ``winner``).
+    strategy : str or PairingStrategy
+        How the batch was paired (``strategy.record()`` of the batch rebuilt with
+        :func:`~cjlib.pairing.make_strategy`).
+    essay_ids : sequence
+        Every essay of the batch, anchors included (the null run pairs the same essays).
+    seed : int
+        The batch's pairing seed (the null run repeats its tie-breaks).
+    anchor_grades, scale
+        Anchor id → grade on ``scale``; needed by ``boundary``.
+    alpha : float
+        Penalty of every fit.
+    n_splits : int
+        Random splits of the split-half (keep small in reports: two fits each).
+
+    Notes
+    -----
+    The null run re-runs the pairing procedure over ``essay_ids`` for ``len(comparisons)``
+    coin-toss decisions with waves of ``strategy.wave_size(n)``; a batch run with another
+    wave size is compared with a slightly different procedure.
+    """
+    strat = _strategy(strategy)
+    n = len(comparisons)
+    ssr = float(_fit(comparisons, alpha).reliability) if n else math.nan
+    null = (
+        null_ssr(strat, essay_ids, n, seed, anchor_grades=anchor_grades, scale=scale, alpha=alpha)
+        if n
+        else math.nan
+    )
+    return DesignReliability(
+        strategy=strat.name,
+        n_comparisons=n,
+        ssr=ssr,
+        split_half=split_half_reliability(comparisons, n_splits=n_splits, seed=seed, alpha=alpha),
+        null_ssr=null,
+        adjusted_ssr=null_adjusted_ssr(ssr, null),
+        measure=reliability_measure(strat),
+    )
+
+
+def honest_reliability(
+    strategy: str | PairingStrategy,
+    essay_ids: Sequence[Hashable],
+    *,
+    seed: int,
+    anchor_grades: Mapping | None = None,
+    scale: str | GradeScale = ENG5_LEGACY,
+    alpha: float = DEFAULT_ALPHA,
+    n_splits: int = 5,
+    gate: float | None = None,
+) -> Callable[[pd.DataFrame], float]:
+    """A comparisons → reliability function for :func:`cjlib.stopping.target_reliability`.
+
+    Under ``balanced`` pairing it is :func:`split_half_reliability` (``n_splits`` splits);
+    under ``adaptive`` / ``boundary`` :func:`null_adjusted_ssr`, with the null SSR of each
+    batch size computed once (:func:`null_ssr`, a re-run of the pairing procedure).
+
+    ``gate``: the target the rule checks. The null-adjusted SSR never exceeds the SSR, so while
+    the SSR is below ``gate`` the function returns NaN ("not reached") without the null run.
+    """
+    strat = _strategy(strategy)
+    ids = list(essay_ids)
+    nulls: dict[int, float] = {}
+
+    def split_half(comparisons: pd.DataFrame) -> float:
+        return split_half_reliability(comparisons, n_splits=n_splits, seed=seed, alpha=alpha)
+
+    def adjusted(comparisons: pd.DataFrame) -> float:
+        ssr = float(_fit(comparisons, alpha).reliability)
+        if gate is not None and not ssr >= gate:
+            return math.nan
+        n = len(comparisons)
+        if n not in nulls:
+            nulls[n] = null_ssr(strat, ids, n, seed, anchor_grades=anchor_grades, scale=scale,
+                                alpha=alpha)  # fmt: skip
+        return null_adjusted_ssr(ssr, nulls[n])
+
+    return adjusted if strat.uses_estimates else split_half
+
+
+def _half_correlation(comparisons: pd.DataFrame, *, seed: int, alpha: float) -> float:
+    # One random split of the comparisons into halves, each fitted on its own; the
+    # correlation of the two θ̂ over the essays both halves place.
     half = rng_for("split-half", seed).permutation(len(comparisons)) % 2 == 0
     first = _fit(comparisons[half], alpha).scores["theta"]
     second = _fit(comparisons[~half], alpha).scores["theta"]
     both = first.index.intersection(second.index)
     if len(both) < 3:
         return math.nan
-    r = float(np.corrcoef(first.loc[both], second.loc[both])[0, 1])
+    return float(np.corrcoef(first.loc[both], second.loc[both])[0, 1])
+
+
+def _spearman_brown(r: float) -> float:
     return 2.0 * r / (1.0 + r) if r > -1.0 else -math.inf
+
+
+def _split_half(comparisons: pd.DataFrame, *, seed: int, alpha: float) -> float:
+    # Local fallback until cjlib.reliability.split_half is merged: one random split.
+    return _spearman_brown(_half_correlation(comparisons, seed=seed, alpha=alpha))
+
+
+def split_half_reliability(
+    comparisons: pd.DataFrame, *, n_splits: int = 1, seed: int = 0, alpha: float = DEFAULT_ALPHA
+) -> float:
+    """Split-half reliability of a batch's comparisons: Spearman–Brown 2r/(1 + r).
+
+    r is the median, over ``n_splits`` random splits of the comparisons into two halves, of
+    the correlation between the θ̂ of a Bradley–Terry fit (penalty ``alpha``) of each half.
+    NaN when fewer than 3 essays are placed by both halves.
+
+    The one place cjlib computes a split-half: the design study, the stopping rule and the
+    report call it, so ``cjlib.reliability.split_half`` (its ``.spearman_brown``) can replace
+    this local version in one edit.
+
+    Not protected against adaptivity: on coin-toss batches it stays ≈ 0 under ``balanced``
+    pairing but reaches 0.8 under ``adaptive`` (``docs/design_study.md``).
+    """
+    if n_splits < 1:
+        raise UsageError(f"n_splits must be at least 1, got {n_splits}")
+    if len(comparisons) < 2:
+        return math.nan
+    rs = [_half_correlation(comparisons, seed=seed + k, alpha=alpha) for k in range(n_splits)]
+    rs = [r for r in rs if math.isfinite(r)]
+    return _spearman_brown(float(np.median(rs))) if rs else math.nan
 
 
 def _evaluate(comparisons: pd.DataFrame, population: Population, alpha: float, seed: int) -> dict:
@@ -334,7 +572,7 @@ def _evaluate(comparisons: pd.DataFrame, population: Population, alpha: float, s
     return {
         "true_reliability": float(np.corrcoef(theta, essays["ability"])[0, 1] ** 2),
         "ssr": float(fit.reliability),
-        "split_half": _split_half(comparisons, seed=seed, alpha=alpha),
+        "split_half": split_half_reliability(comparisons, seed=seed, alpha=alpha),
         "exact_accuracy": evaluation.exact_agreement,
         "adjacent_accuracy": evaluation.adjacent_agreement,
         "ece": evaluation.expected_calibration_error,
@@ -380,6 +618,27 @@ def _check_setting(
         raise UsageError("the study needs anchors of at least 2 different grades")
     return _Setting(strats, sizes, seed_list, int(students), float(discrimination),
                     float(judge_noise), tuple(anchors), sc, float(alpha))  # fmt: skip
+
+
+def check_study_setting(
+    strategies: Sequence[str | PairingStrategy] = DEFAULT_STRATEGIES,
+    per_essay: Sequence[float] = DEFAULT_PER_ESSAY,
+    seeds: int | Sequence[int] = DEFAULT_SEEDS,
+    students: int = DEFAULT_STUDENTS,
+    discrimination: float = DEFAULT_DISCRIMINATION,
+    judge_noise: float = DEFAULT_JUDGE_NOISE,
+) -> None:
+    """Refuse a study setting :func:`run_design_study` would refuse, without running it.
+
+    ``cj study`` calls it before it creates a run folder or starts a kernel.
+
+    Raises
+    ------
+    UsageError
+        As :func:`run_design_study`.
+    """
+    _check_setting(strategies, per_essay, seeds, students, discrimination, judge_noise,
+                   ENG5_ANCHOR_GRADES, ENG5_LEGACY, DEFAULT_ALPHA)  # fmt: skip
 
 
 def _run_seed(setting: _Setting, seed: int) -> list[dict]:

@@ -20,7 +20,9 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, case, func, inspect, select, text
+from sqlalchemy.orm import Session
 
+from cjlib.db.judge_calls import judge_call_summary
 from cjlib.db.models import (
     FINAL_STATES,
     CJBatchState,
@@ -28,6 +30,7 @@ from cjlib.db.models import (
     CJBatchStatusEnum,
     CJBatchUpload,
     CJComparisonPair,
+    CJJudgeCall,
     CJProcessedEssay,
     ComparisonWinner,
     CoreCJState,
@@ -294,6 +297,10 @@ class BatchInspection:
     transitions: tuple[TransitionRecord, ...]
     health: str
     health_row: dict[str, Any] = field(default_factory=dict)
+    #: Totals of the batch's LLM judge calls (``calls``, ``retries``, ``failed``,
+    #: ``prompt_tokens``, ``completion_tokens``, ``cost_usd``; see
+    #: :func:`cjlib.db.judge_calls.judge_call_summary`), None when it has none.
+    judge_calls: dict[str, Any] | None = None
 
     @property
     def essay_count(self) -> int:
@@ -422,6 +429,11 @@ def inspect_batch(engine: Engine, cj_batch_id: int) -> BatchInspection:
             select(func.count()).where(GradeProjection.cj_batch_id == cj_batch_id)
         ).scalar_one()
         transitions = _recent_transitions(connection, cj_batch_id)
+        calls = None
+        # Databases before migration 0004 have no audit table (and no LLM batches).
+        if inspect(connection).has_table(CJJudgeCall.__tablename__):
+            with Session(bind=connection) as session:
+                calls = judge_call_summary(session, cj_batch_id)
     from_state = (
         None
         if state is None
@@ -454,6 +466,7 @@ def inspect_batch(engine: Engine, cj_batch_id: int) -> BatchInspection:
         transitions=transitions,
         health=health["health"],
         health_row=health,
+        judge_calls=asdict(calls) if calls is not None and calls.calls else None,
     )
 
 

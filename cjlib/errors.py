@@ -68,7 +68,8 @@ class ProjectionUnavailable(CJError):
 
     Reasons: ``too_few_anchor_grades``, ``unknown_anchor_grade``, ``anchors_missing_from_scores``,
     ``no_anchors``, ``no_students``, ``invalid_scores``, ``conflicting_anchor_grades``,
-    ``unknown_scale``.
+    ``unknown_scale``, ``too_little_information`` (students' reliability below
+    ``cjlib.projection.MIN_RELIABILITY``).
     """
 
     def __init__(self, reason: str, message: str):
@@ -90,6 +91,13 @@ class CompletionTimeout(CJError):
     """A batch did not complete within the completion timeout; it is left for diagnostics."""
 
     exit_code = 4
+
+
+class JudgeAuthError(CJError):
+    """The LLM server refused the API key (401/403): the run stops, decided pairs are kept
+    and the batch stays resumable (exit code 2)."""
+
+    exit_code = 2
 
 
 class PipelineError(CJError):

@@ -293,4 +293,8 @@ def inspection_table(inspection: BatchInspection) -> pd.DataFrame:
     rows = [(k, format_value(data.get(k))) for k in _INSPECTION_FIELDS]
     counts = data.get("comparisons_from_pairs") or {}
     rows.append(("comparisons (pairs)", ", ".join(f"{k} {v}" for k, v in counts.items())))
+    calls = data.get("judge_calls")
+    if calls:
+        summary = ", ".join(f"{k} {format_value(v)}" for k, v in calls.items())
+        rows.append(("LLM judge calls", summary))
     return pd.DataFrame(rows, columns=["field", "value"])

@@ -237,6 +237,7 @@ def execute_notebook(
     *,
     kernel_name: str | None = None,
     progress: bool = False,
+    source_dir: str | Path | None = None,
 ) -> Path:
     """Execute notebook ``name`` of :func:`notebooks_dir` with papermill into ``run_dir``.
 
@@ -253,6 +254,8 @@ def execute_notebook(
         Jupyter kernel (default ``python3``, checked by :func:`check_kernel`).
     progress : bool
         Show papermill's progress bar on stderr.
+    source_dir : path, optional
+        Folder to take the notebook from instead of :func:`notebooks_dir`.
 
     Returns
     -------
@@ -268,7 +271,7 @@ def execute_notebook(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    source = notebooks_dir() / f"{name}.ipynb"
+    source = Path(source_dir or notebooks_dir()) / f"{name}.ipynb"
     output = Path(run_dir) / f"{name}.ipynb"
     declared = declared_parameters(source)
     passed = {k: _plain(v) for k, v in parameters.items() if k in declared}
@@ -310,7 +313,9 @@ _NBCONVERT_LOG = logging.getLogger(f"{__name__}.nbconvert")
 _NBCONVERT_LOG.setLevel(logging.ERROR)
 
 
-def export_report(executed: str | Path, html_path: str | Path) -> Path:
+def export_report(
+    executed: str | Path, html_path: str | Path, *, title: str = "CJ batch validation report"
+) -> Path:
     """Export an executed notebook to self-contained HTML without code input.
 
     Uses nbconvert's ``HTMLExporter`` (lab template) with ``exclude_input`` and without
@@ -327,10 +332,10 @@ def export_report(executed: str | Path, html_path: str | Path) -> Path:
         exclude_output_prompt=True,
         log=_NBCONVERT_LOG,
     )
-    resources = {"metadata": {"name": "CJ batch validation report"}}
+    resources = {"metadata": {"name": title}}
     body, _ = exporter.from_notebook_node(notebook, resources=resources)
-    # The lab template links require.js and MathJax from a CDN; the report uses neither, and
-    # a report must open offline, so remote scripts are dropped.
+    # The lab template links require.js and MathJax from a CDN and loads Mermaid from one; the
+    # report uses none of them, and a report must open offline, so remote scripts are dropped.
     body = _REMOTE_SCRIPT.sub("", body)
     html_path = Path(html_path)
     html_path.write_text(body, encoding="utf-8")
@@ -339,7 +344,9 @@ def export_report(executed: str | Path, html_path: str | Path) -> Path:
 
 _REMOTE_SCRIPT = re.compile(
     r"<script[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>|"
-    r"<script[^>]*>\s*(?:(?!</script>).)*?MathJax(?:(?!</script>).)*</script>",
+    r"<script[^>]*>\s*(?:(?!</script>).)*?MathJax(?:(?!</script>).)*</script>|"
+    # the lab template's Mermaid loader imports its library from a CDN at view time
+    r"<script[^>]*>(?:(?!</script>).)*?https?://(?:(?!</script>).)*</script>",
     re.DOTALL | re.IGNORECASE,
 )
 
@@ -389,6 +396,28 @@ def _refuse_bad_parameters(parameters: Mapping[str, Any]) -> None:
     judge = str(parameters["judge"]).strip().lower()
     if judge not in JUDGE_NAMES:
         raise UsageError(f"unknown judge {judge!r}; choose one of: {', '.join(JUDGE_NAMES)}")
+    if "pairing" in parameters or "pairing_params" in parameters:
+        from cjlib.pairing import make_strategy
+
+        params = parameters.get("pairing_params") or {}
+        if not isinstance(params, dict):
+            raise UsageError(f"-p pairing_params must be a JSON object, got {params!r}")
+        make_strategy(str(parameters.get("pairing", "balanced")), **params)
+    from cjlib.stopping import target_grade_certainty, target_reliability
+
+    if parameters.get("target_reliability") is not None:
+        target_reliability(parameters["target_reliability"], float)
+    if parameters.get("target_grade_certainty") is not None:
+        target_grade_certainty(parameters["target_grade_certainty"])
+    if judge == "llm":
+        from cjlib.llm.settings import LLMConfig
+
+        # A missing server or model fails here in one line, not inside notebook 02.
+        LLMConfig.from_env(
+            base_url=parameters.get("llm_base_url"), model=parameters.get("llm_model")
+        )
+    if judge == "replay" and parameters.get("replay_from") is None:
+        raise UsageError("--judge replay needs --replay-from CJ_BATCH_ID (the batch to replay)")
 
 
 def import_mode(parameters: Mapping[str, Any]) -> bool:

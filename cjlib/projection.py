@@ -9,7 +9,9 @@ projection against known true grades (simulation or expert re-marking).
 Method (details and formulas in ``docs/projection.md``)
 -------------------------------------------------------
 1. Per anchored grade g, the mean θ of its anchors ``m_g`` with variance
-   ``v_g = (mean se² + τ_g²) / n_g`` (τ_g² the between-anchor variance, 0 for one anchor).
+   ``v_g = (mean se² + ψ²) / n_g``; ψ² is the anchors' spread around a linear trend in grade
+   index beyond their SEs (anchors anywhere within their grade, unequal grade widths), a
+   DerSimonian–Laird estimate over all anchors.
 2. Empirical-Bayes smoothing: each ``m_g`` is shrunk towards a linear trend over grade index,
    as far as the anchors' disagreement with equal spacing allows (no shrinkage when the
    grades are measured precisely, full shrinkage when their departures are within noise).
@@ -23,10 +25,13 @@ Method (details and formulas in ``docs/projection.md``)
    to −∞ and the highest to +∞.
 5. Each centre has an SE (from its anchors, or derived from its neighbours plus
    ``UNANCHORED_SPACING_SD`` × distance for unanchored grades); each boundary's SE follows.
-6. Each student's (θ, se) becomes a posterior N(θ*, se*²) under a normal prior fitted to the
-   batch's students (``population_prior``); then
-   ``P(g) = Φ((u_g − θ*)/√(se*² + σ_u²)) − Φ((l_g − θ*)/√(se*² + σ_l²))``, floored at
-   ``PROBABILITY_FLOOR`` and renormalised.
+6. The students' population N(μ, S²) is fitted by restricted maximum likelihood over the
+   students, θ̂_i ~ N(μ, S² + se_i²), and S is kept as a posterior over a grid (flat prior on
+   S). Below ``MIN_RELIABILITY`` (reliability Ŝ²/(Ŝ² + median se²)) the projection is
+   refused (``too_little_information``). Each student's (θ, se) becomes a posterior
+   N(θ*, se*²) at each grid point (``population_prior``), and
+   ``P(g) = Φ((u_g − θ*)/√(se*² + σ_u²)) − Φ((l_g − θ*)/√(se*² + σ_l²))`` is averaged over
+   the grid, floored at ``PROBABILITY_FLOOR`` and renormalised.
 """
 
 from __future__ import annotations
@@ -47,13 +52,16 @@ __all__ = [
     "HIGH_CONFIDENCE",
     "LOG_LOSS_CLIP",
     "MID_CONFIDENCE",
+    "MIN_RELIABILITY",
     "MIN_SPACING",
     "MIN_WIDTH_FRACTION",
+    "POPULATION_GRID_POINTS",
     "PRIOR_MIN_STUDENTS",
     "PROBABILITY_FLOOR",
     "UNANCHORED_SPACING_SD",
     "AnchorCheck",
     "GradeScale",
+    "PopulationFit",
     "Projection",
     "ProjectionEvaluation",
     "ProjectionUnavailable",
@@ -77,6 +85,13 @@ MIN_SPACING = 0.1
 UNANCHORED_SPACING_SD = 0.5
 #: Fewest students for which ``population_prior`` fits a prior; smaller batches use none.
 PRIOR_MIN_STUDENTS = 10
+#: Refuse to project (``too_little_information``) when the students' estimated reliability
+#: Ŝ²/(Ŝ² + median se²) is below this: most of the spread of their θ is then measurement
+#: noise, and in simulation such batches were graded no better than by always guessing the
+#: most common grade (``docs/projection.md``).
+MIN_RELIABILITY = 0.5
+#: Grid points over the population SD S on which its restricted likelihood is evaluated.
+POPULATION_GRID_POINTS = 61
 #: Smallest probability reported for any grade: the model never calls a grade impossible.
 PROBABILITY_FLOOR = 1e-12
 #: Probabilities are clipped to ``[LOG_LOSS_CLIP, 1]`` before taking logs in the log loss.
@@ -113,6 +128,36 @@ class AnchorCheck:
 
 
 @dataclass(frozen=True)
+class PopulationFit:
+    """The students' population N(μ, S²) on the θ scale, by restricted maximum likelihood.
+
+    Attributes
+    ----------
+    n_students : int
+        Students it was fitted to.
+    mean : float
+        μ at the REML estimate of S.
+    sd : float
+        REML estimate of S (0 when the θ spread is within the SEs).
+    sd_low, sd_high : float
+        2.5% and 97.5% points of S's posterior on the grid (flat prior on S).
+    reliability : float
+        ``E[S²] / (E[S²] + median se²)`` with E over S's posterior: the share of the students'
+        θ spread that is not measurement error. Compared with ``MIN_RELIABILITY``.
+    anchor_excess_sd : float
+        ψ, the anchors' spread around a linear trend in grade index beyond their SEs.
+    """
+
+    n_students: int
+    mean: float
+    sd: float
+    sd_low: float
+    sd_high: float
+    reliability: float
+    anchor_excess_sd: float
+
+
+@dataclass(frozen=True)
 class Projection:
     """Projected grades of the student essays of one BT fit.
 
@@ -137,6 +182,9 @@ class Projection:
         order or minimum-width constraint together with its neighbours).
     anchor_check : AnchorCheck
         Inversions and rank correlations of anchor θ against anchor grades.
+    population : PopulationFit or None
+        The students' population fit and reliability; None for batches under
+        ``PRIOR_MIN_STUDENTS`` students.
     """
 
     scale: GradeScale
@@ -144,6 +192,7 @@ class Projection:
     grades: pd.DataFrame
     calibration: pd.DataFrame
     anchor_check: AnchorCheck
+    population: PopulationFit | None = None
 
 
 @dataclass(frozen=True)
@@ -301,19 +350,36 @@ def _pava(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return np.repeat(means, sizes), blocks, np.repeat(weights, sizes)
 
 
-def _grade_means(theta: np.ndarray, se: np.ndarray, grade_idx: np.ndarray) -> pd.DataFrame:
-    """Mean θ per anchored grade index, and its variance (anchor SEs plus between-anchor spread).
+def _anchor_excess_variance(theta: np.ndarray, se: np.ndarray, grade_idx: np.ndarray) -> float:
+    """ψ²: the anchors' variance around a linear trend in grade index beyond their SEs.
+
+    Anchors need not sit at their grade's centre and grades need not be equally wide, so an
+    anchor's θ departs from the trend by more than its SE. Robust moment estimate
+    ``ψ² = max(0, (median |r| / 0.6745)² − median se²)`` with ``r`` the residuals of the
+    Theil–Sen line of θ on grade index: one badly misplaced anchor (which the isotonic step
+    pools and flags) should not make every grade uncertain. 0 with fewer than 3 anchors.
+    """
+    if len(theta) < 3:
+        return 0.0
+    slope, intercept, *_ = stats.theilslopes(theta, grade_idx.astype(float))
+    robust_sd = float(np.median(np.abs(theta - intercept - slope * grade_idx))) / 0.6745
+    return max(0.0, robust_sd**2 - float(np.median(se**2)))
+
+
+def _grade_means(
+    theta: np.ndarray, se: np.ndarray, grade_idx: np.ndarray, psi2: float
+) -> pd.DataFrame:
+    """Mean θ per anchored grade index, and its variance ``(mean se² + ψ²) / n``.
 
     Anchors of a grade are weighted equally, not by precision: a BT estimate's SE grows as the
     estimate moves to the ends of the scale, so precision weights would pull the centres of
-    the lowest and highest grades towards the middle. Variance ``(mean se² + τ²) / n`` with
-    the between-anchor variance ``τ² = max(var θ − mean se², 0)`` (0 for a single anchor).
+    the lowest and highest grades towards the middle. ψ² (:func:`_anchor_excess_variance`) is
+    pooled over all anchors: one grade's two or three anchors cannot estimate their spread.
     """
     rows = []
     for g in np.unique(grade_idx):
         t, s2 = theta[grade_idx == g], se[grade_idx == g] ** 2
-        tau2 = max(0.0, float(np.var(t, ddof=1)) - float(np.mean(s2))) if len(t) >= 2 else 0.0
-        rows.append((g, len(t), float(np.mean(t)), (float(np.mean(s2)) + tau2) / len(t)))
+        rows.append((g, len(t), float(np.mean(t)), (float(np.mean(s2)) + psi2) / len(t)))
     return pd.DataFrame(rows, columns=["index", "n", "mean", "var"]).set_index("index")
 
 
@@ -357,9 +423,11 @@ def _shrink_to_trend(
     return centre, cov
 
 
-def _calibrate(theta: np.ndarray, se: np.ndarray, grade_idx: np.ndarray, k: int) -> pd.DataFrame:
+def _calibrate(
+    theta: np.ndarray, se: np.ndarray, grade_idx: np.ndarray, k: int, psi2: float
+) -> pd.DataFrame:
     """Centres, boundaries and their SEs for labels ``0..k-1`` from anchors (θ, se, index)."""
-    means = _grade_means(theta, se, grade_idx)
+    means = _grade_means(theta, se, grade_idx, psi2)
     idx = means.index.to_numpy()
     smooth, cov = _shrink_to_trend(
         idx, means["mean"].to_numpy(), means["var"].to_numpy(), means["n"].to_numpy()
@@ -458,18 +526,73 @@ def _grade_probabilities(
     return p / p.sum(axis=1, keepdims=True)
 
 
-def _population_posterior(theta: np.ndarray, se: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Normal posterior of each student's θ under a normal prior fitted to the batch's students.
+def _population_grid(
+    theta: np.ndarray, se: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Restricted likelihood of the population SD S on a grid: (S, μ̂(S), posterior weight).
 
-    Prior ``N(μ, s²)`` by moments: ``μ`` the mean θ, ``s² = max(var θ − median se², 0)``; the
-    posterior is ``N(μ + λ(θ − μ), λ·se²)`` with ``λ = s² / (s² + se²)``. The median, not the
-    mean, of se²: essays with few informative comparisons (near-perfect records) have Fisher
-    SEs larger than the real spread of their θ, which would shrink everyone too much.
+    Model ``θ̂_i ~ N(μ, S² + se_i²)``. With ``w_i = 1/(S² + se_i²)`` and the GLS mean
+    ``μ̂ = Σw_iθ̂_i / Σw_i``, the REML log-likelihood is
+    ``−½ [Σ log(S² + se_i²) + Σ w_i (θ̂_i − μ̂)² + log Σw_i]`` (Patterson & Thompson 1971;
+    the random-effects model of meta-analysis, Viechtbauer 2005). Unlike the moment estimate
+    ``var θ − mean se²`` it weighs each student by its own precision and is never a hard 0:
+    the grid keeps every S the data allow, with weight ∝ likelihood (flat prior on S), so the
+    uncertainty in S is carried into the probabilities. The grid spans 0 to three times the
+    larger of the SD of θ̂ and the median se.
     """
-    mu = theta.mean()
-    s2 = max(theta.var() - np.median(se**2), 0.0)
-    lam = s2 / (s2 + se**2)
-    return mu + lam * (theta - mu), np.sqrt(lam) * se
+    v = se**2
+    s_max = 3.0 * max(float(np.std(theta)), float(np.sqrt(np.median(v))))
+    s_grid = np.linspace(0.0, s_max, POPULATION_GRID_POINTS)
+    w = 1.0 / (s_grid[:, None] ** 2 + v[None, :])
+    mu = (w @ theta) / w.sum(axis=1)
+    resid2 = (theta[None, :] - mu[:, None]) ** 2
+    loglik = -0.5 * (-np.log(w).sum(axis=1) + (resid2 * w).sum(axis=1) + np.log(w.sum(axis=1)))
+    weight = np.exp(loglik - loglik.max())
+    return s_grid, mu, weight / weight.sum()
+
+
+def _population_fit(
+    theta: np.ndarray, se: np.ndarray, psi2: float
+) -> tuple[PopulationFit, np.ndarray, np.ndarray, np.ndarray]:
+    """The :class:`PopulationFit` and the grid (S, μ̂, weight) the probabilities average over."""
+    s_grid, mu, weight = _population_grid(theta, se)
+    best = int(np.argmax(weight))
+    cdf = np.cumsum(weight)
+    s2 = float(weight @ s_grid**2)
+    fit = PopulationFit(
+        n_students=len(theta),
+        mean=float(mu[best]),
+        sd=float(s_grid[best]),
+        sd_low=float(s_grid[np.searchsorted(cdf, 0.025)]),
+        sd_high=float(s_grid[min(np.searchsorted(cdf, 0.975), len(s_grid) - 1)]),
+        reliability=s2 / (s2 + float(np.median(se**2))),
+        anchor_excess_sd=float(np.sqrt(psi2)),
+    )
+    return fit, s_grid, mu, weight
+
+
+def _population_probabilities(
+    theta: np.ndarray,
+    se: np.ndarray,
+    grid: tuple[np.ndarray, np.ndarray, np.ndarray],
+    bounds: np.ndarray,
+    bounds_se: np.ndarray,
+) -> np.ndarray:
+    """P(label) averaged over S's posterior grid of the students' posteriors.
+
+    At each S: ``λ = S² / (S² + se²)``, posterior ``N(μ̂ + λ(θ − μ̂), λ·se²)``. Grid points
+    with weight below 1e-6 of the total are skipped.
+    """
+    s_grid, mu, weight = grid
+    probs = np.zeros((len(theta), len(bounds) + 1))
+    for s, m, w in zip(s_grid, mu, weight, strict=True):
+        if w < 1e-6:
+            continue
+        lam = s**2 / (s**2 + se**2)
+        probs += w * _grade_probabilities(
+            m + lam * (theta - m), np.sqrt(lam) * se, bounds, bounds_se
+        )
+    return probs / probs.sum(axis=1, keepdims=True)
 
 
 def _confidence_label(confidence: np.ndarray) -> np.ndarray:
@@ -522,6 +645,16 @@ def _anchor_check(scores: pd.DataFrame, anchors: pd.Series, scale: GradeScale) -
     return AnchorCheck(inversions, tau, rho, zero_win, zero_loss)
 
 
+def _check_information(population: PopulationFit, min_reliability: float) -> None:
+    if population.reliability < min_reliability:
+        raise ProjectionUnavailable(
+            "too_little_information",
+            f"the students' scores carry too little information to grade them: reliability "
+            f"{population.reliability:.2f} < {min_reliability:.2f} (their θ spread is mostly "
+            "measurement error); collect more comparisons per essay (about 10 or more)",
+        )
+
+
 def scored_anchors(anchor_grades: Mapping | pd.Series, scores: pd.DataFrame) -> tuple[dict, list]:
     """Split anchors into those with a score (id → grade) and the ids of those without.
 
@@ -540,6 +673,7 @@ def project_grades(
     *,
     scale: str | GradeScale,
     population_prior: bool = True,
+    min_reliability: float = MIN_RELIABILITY,
 ) -> Projection:
     """Project grade probabilities onto student essays from anchors in the same BT fit.
 
@@ -557,13 +691,12 @@ def project_grades(
     Confidence labels: ``HIGH`` if the primary grade's probability is ≥ 0.7
     (``HIGH_CONFIDENCE``), ``MID`` if ≥ 0.4 (``MID_CONFIDENCE``), else ``LOW``.
 
-    Observed on simulated ENG5 batches (12 anchors, 200 students, 10 comparisons per essay,
-    BT with α = 0.03; 30 seeds, ``docs/projection.md``): expected calibration error 0.062 on
-    average per batch (0.015–0.16; a perfectly calibrated projection of 200 essays shows
-    ≈ 0.045) and 0.018 over all 6000 essays together; mean confidence 0.333 against a hit rate
-    of 0.319; exact agreement 0.319 against a majority-grade baseline of 0.146, adjacent
-    agreement 0.77, quadratic weighted κ 0.85. Without ``population_prior`` the ECE is 0.110
-    per batch (overconfident).
+    Batches of at least ``PRIOR_MIN_STUDENTS`` students get a :class:`PopulationFit`: the
+    students' population N(μ, S²) by restricted maximum likelihood, with S's uncertainty kept
+    as a posterior over a grid. If its reliability Ŝ²/(Ŝ² + median se²) is below
+    ``min_reliability`` the projection is refused rather than giving everyone the batch
+    mean's grade. Calibration on two truth generators at 2–40 comparisons per essay is in
+    ``docs/projection.md`` (``benchmarks/projection_calibration.py``).
 
     Parameters
     ----------
@@ -577,17 +710,21 @@ def project_grades(
     scale : str or GradeScale
         The grade scale (a name in ``GRADE_SCALES`` or a :class:`GradeScale`).
     population_prior : bool, default True
-        Treat the students as a sample from a normal population fitted to this batch
-        (mean θ, variance ``var θ − median se²``) and use each student's posterior. This
-        corrects the regression to the mean that a per-essay likelihood ignores, and makes
-        the probabilities calibrated; it also makes a student's probabilities depend slightly
-        on the rest of the batch. Batches under ``PRIOR_MIN_STUDENTS`` students never use it.
+        Treat the students as a sample from the normal population fitted to this batch
+        (:class:`PopulationFit`) and average each student's posterior probabilities over the
+        population SD's posterior. This corrects the regression to the mean that a per-essay
+        likelihood ignores, and makes the probabilities calibrated; it also makes a student's
+        probabilities depend slightly on the rest of the batch. Batches under
+        ``PRIOR_MIN_STUDENTS`` students never use it.
+    min_reliability : float, default MIN_RELIABILITY
+        Refuse (``too_little_information``) when the population fit's reliability is below
+        this; 0 never refuses. Not applied under ``PRIOR_MIN_STUDENTS`` students.
 
     Returns
     -------
     Projection
-        ``grades`` per student, ``calibration`` per label, ``anchor_check``, ``scale`` and
-        ``anchor_grades``.
+        ``grades`` per student, ``calibration`` per label, ``anchor_check``, ``scale``,
+        ``anchor_grades`` and ``population``.
 
     Raises
     ------
@@ -596,7 +733,8 @@ def project_grades(
         non-finite θ, missing or non-positive se); ``conflicting_anchor_grades`` (an anchor id
         repeated in a Series); ``no_anchors``; ``unknown_anchor_grade`` (a grade not in
         ``scale.all_labels``); ``anchors_missing_from_scores`` (listed in the message);
-        ``too_few_anchor_grades`` (fewer than 2 distinct grades); ``no_students``.
+        ``too_few_anchor_grades`` (fewer than 2 distinct grades); ``no_students``;
+        ``too_little_information`` (reliability below ``min_reliability``).
     """
     sc = _resolve_scale(scale)
     _check_scores(scores)
@@ -608,20 +746,25 @@ def project_grades(
     a_idx = np.array([sc.index(g) for g in anchors], dtype=int)
     # A canonical order makes the calibration independent of the order anchors are given in.
     order = np.lexsort((a_se, a_theta, a_idx))
-    calibration = _calibrate(a_theta[order], a_se[order], a_idx[order], len(labels))
+    psi2 = _anchor_excess_variance(a_theta, a_se, a_idx)
+    calibration = _calibrate(a_theta[order], a_se[order], a_idx[order], len(labels), psi2)
     calibration.index = pd.Index(labels, name="grade")
 
     students = scores.loc[~scores.index.isin(anchors.index)]
     s_theta = students["theta"].to_numpy(dtype=float)
     s_se = students["se"].to_numpy(dtype=float)
-    if population_prior and len(students) >= PRIOR_MIN_STUDENTS:
-        s_theta, s_se = _population_posterior(s_theta, s_se)
-    probs = _grade_probabilities(
-        s_theta,
-        s_se,
-        calibration["upper"].to_numpy()[:-1],
-        calibration["upper_se"].to_numpy()[:-1],
-    )
+    bounds = calibration["upper"].to_numpy()[:-1]
+    bounds_se = calibration["upper_se"].to_numpy()[:-1]
+    population = None
+    if len(students) >= PRIOR_MIN_STUDENTS:
+        # Sorted, so the fit (and every probability) is independent of the students' order.
+        canonical = np.lexsort((s_se, s_theta))
+        population, *grid = _population_fit(s_theta[canonical], s_se[canonical], psi2)
+        _check_information(population, min_reliability)
+    if population_prior and population is not None:
+        probs = _population_probabilities(s_theta, s_se, tuple(grid), bounds, bounds_se)
+    else:
+        probs = _grade_probabilities(s_theta, s_se, bounds, bounds_se)
     primary = probs.argmax(axis=1)
     confidence = probs[np.arange(len(probs)), primary]
     grades = pd.DataFrame(
@@ -640,6 +783,7 @@ def project_grades(
         grades=grades,
         calibration=calibration,
         anchor_check=_anchor_check(scores, anchors, sc),
+        population=population,
     )
 
 

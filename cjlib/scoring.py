@@ -1,13 +1,21 @@
 """Bradley–Terry scores for essays from comparative judgements, with standard errors and fit.
 
 The model is P(i beats j) = σ(θᵢ − θⱼ), optionally with a position effect δ so that
-P(essay in position A wins) = σ(θ_A − θ_B + δ). :func:`fit_bradley_terry` minimises
+P(essay in position A wins) = σ(θ_A − θ_B + δ). :func:`fit_bradley_terry` offers four
+estimators (``method``):
 
-    −Σₖ cₖ log σ(θ_wₖ − θ_lₖ + sₖ δ) + α Σᵢ θᵢ²,
+- ``"mle"``: maximum likelihood, −Σₖ cₖ log σ(θ_wₖ − θ_lₖ + sₖ δ) minimised; it exists only
+  when the directed win graph is strongly connected.
+- ``"firth"``: Firth's (1993) bias-reduced estimate, the likelihood penalised by the
+  Jeffreys prior ½ log det F(θ, δ) (BradleyTerry2's ``br = TRUE``); finite whenever the
+  comparison graph is connected.
+- ``"sirt"``: the ε-adjusted estimator of ``sirt::btm`` (Robitzsch), its iteration and its
+  ``se.theta``, ``mle.rel`` and ``sepG``.
+- ``"ridge"``: the penalty α Σθ² of :func:`choix.opt_pairwise`.
 
-the objective of :func:`choix.opt_pairwise` (cₖ the count of decision k, sₖ = +1 when the
-winner sat in position A and −1 when it sat in position B), with θ summing to zero. The
-formulas, the engines and measured run times are in ``docs/scoring.md``.
+Every estimator has θ summing to zero and standard errors from the Fisher information
+projected onto that constraint. The formulas, the study behind the default method, the
+engines and measured run times are in ``docs/scoring.md``.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import choix
 import numpy as np
@@ -24,15 +32,19 @@ import scipy.linalg
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import LinearOperator, cg
-from scipy.special import expit
+from scipy.special import expit, logit
 
 from cjlib.errors import DisconnectedComparisonsError
 
 __all__ = [
     "AUTO_CHOIX_MAX_ESSAYS",
+    "DEFAULT_METHOD",
     "ENGINES",
     "EXACT_SE_MAX_ESSAYS",
+    "FIRTH_EXACT_MAX_ESSAYS",
+    "METHODS",
     "SE_METHODS",
+    "SIRT_EPS",
     "BTResult",
     "DisconnectedComparisonsError",
     "fit_bradley_terry",
@@ -41,9 +53,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ENGINES = ("auto", "choix", "sparse")
-SE_METHODS = ("pinv_fisher", "neumann_approx")
+METHODS = ("mle", "firth", "sirt", "ridge")
+#: The estimator used when neither ``method`` nor ``alpha`` is given; chosen by the study
+#: in ``benchmarks/bt_study.py`` (see ``docs/scoring.md``).
+DEFAULT_METHOD = "firth"
+SE_METHODS = ("pinv_fisher", "cavity_approx", "neumann_approx")
 AUTO_CHOIX_MAX_ESSAYS = 300
 EXACT_SE_MAX_ESSAYS = 3000
+#: Above this many essays the Firth leverages come from the cavity approximation.
+FIRTH_EXACT_MAX_ESSAYS = 300
+#: sirt's default ε: each essay's win count is moved ε towards half its comparisons.
+SIRT_EPS = 0.3
 
 _WINNER_FORM = ("winner_id", "loser_id")
 _POSITION_FORM = ("essay_a_id", "essay_b_id", "winner")
@@ -53,8 +73,21 @@ _MAX_LISTED = 5
 _MAX_POSITION_VARIANCE_RATIO = 1e6
 _GRADIENT_TOL = 1e-10
 _MAX_NEWTON_ITER = 100
+_MAX_FIRTH_ITER = 50
+_ANDERSON_MEMORY = 4
+_FIRTH_STEP_TOL = 1e-8
+_FIRTH_GRADIENT_TOL = 1e-7
 _CHOIX_MAX_ITER = 500
 _CHOIX_TOL = 1e-8
+#: sirt::btm's defaults: at most 100 sweeps, stop when no parameter moves more than 1e-4,
+#: steps capped at 0.98ᵗ in sweep t.
+_SIRT_MAX_ITER = 100
+_SIRT_CONV = 1e-4
+_SIRT_STEP_DECAY = 0.98
+_CAVITY_MAX_SWEEPS = 200
+_CAVITY_TOL = 1e-9
+#: A judge is flagged when their infit exceeds the judges' mean by this many SDs.
+MISFIT_SDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -65,19 +98,34 @@ class BTResult:
     ----------
     scores : pandas.DataFrame
         One row per essay, indexed by ``essay_id`` (ids keep their input type), sorted by
-        ``theta`` descending. Columns: ``theta`` (sums to zero), ``se``, ``wins``,
-        ``losses``, ``n_comparisons`` (count-weighted; integers when every count is whole),
-        ``infit``, ``outfit`` (NaN for an essay whose decisions all have count 0).
+        ``theta`` descending. Columns: ``theta`` (sums to zero), ``se`` (under the
+        sum-to-zero constraint; for Firth from the augmented information, with
+        ``se_fisher`` = √diag F⁺ as BradleyTerry2 reports it), ``wins``, ``losses``,
+        ``n_comparisons`` (count-weighted;
+        integers when every count is whole), ``infit``, ``outfit`` (NaN for an essay whose
+        decisions all have count 0); with ``method="sirt"`` also ``se_sirt``, sirt's
+        ``se.theta`` = 1/√(diagonal information).
     judges : pandas.DataFrame
         Indexed by ``judge_id`` in order of first appearance, with ``n`` (count-weighted
-        decisions), ``infit``, ``outfit``. Empty, with these columns, when the input has no
-        ``judge_id``; rows with a null judge are left out.
+        decisions), ``infit``, ``outfit`` and ``misfit`` (infit above the judges' mean + 2 SD,
+        Pollitt 2012). Empty, with these columns, when the input has no ``judge_id``; rows
+        with a null judge are left out.
+    method : str
+        The estimator: ``"mle"``, ``"firth"``, ``"sirt"`` or ``"ridge"``.
+    alpha : float
+        The ridge penalty (0 for the other methods).
     reliability : float
-        Scale separation reliability (var(θ) − mean(SE²)) / var(θ), with var taken over
-        essays with denominator n − 1. NaN when all θ are equal; negative when the SEs
-        exceed the spread.
-    separation : float
-        G = √max(var(θ) − mean(SE²), 0) / √mean(SE²): the true SD over the RMSE.
+        The scale reliability that fits the estimator, named by ``reliability_name``:
+        ``"mle_rel"`` = (var θ − mean SE²) / var θ for ML-type estimates (mle, firth with
+        its augmented-information SEs, sirt: sirt's ``mle.rel`` with sirt's SEs),
+        ``"eap_rel"`` = var θ / (var θ + mean SE²) for ridge (a posterior mode). var
+        with denominator n − 1 over essays with information only. NaN when all θ are equal.
+    reliability_name : str
+        ``"mle_rel"`` or ``"eap_rel"``.
+    sep_g : float
+        Separation G = √max(var θ − mean SE², 0) / √mean SE² (true SD over RMSE).
+    sep_g_sirt : float
+        sirt's ``sepG`` = √(var θ / mean SE²).
     position_effect : dict or None
         ``{"estimate": δ, "se": SE(δ)}`` when requested, else None. δ > 0 favours
         position A.
@@ -85,18 +133,18 @@ class BTResult:
         Count-weighted share of decisions won by the essay in position A, whenever the
         input gives positions; None for winner/loser input.
     log_likelihood : float
-        Log-likelihood of the decisions at the estimate (without the penalty).
+        Log-likelihood of the decisions at the estimate (without any penalty).
     deviance : float
         −2 · ``log_likelihood``.
     iterations : int
         Newton iterations run by cjlib (for the choix engine, the polishing steps after
-        choix's estimate).
+        choix's estimate; for firth, summed over leverage updates; for sirt, its sweeps).
     converged : bool
-        Whether the largest gradient component reached the tolerance.
+        Whether the largest gradient component reached the tolerance (sirt: its own rule).
     engine : str
         Engine actually used: ``"choix"`` or ``"sparse"``.
     se_method : str
-        ``"pinv_fisher"`` (exact) or ``"neumann_approx"``.
+        ``"pinv_fisher"`` (exact), ``"cavity_approx"`` or ``"neumann_approx"``.
     connected : bool
         Whether the directed win graph is strongly connected.
     n_ignored : int
@@ -107,8 +155,12 @@ class BTResult:
 
     scores: pd.DataFrame
     judges: pd.DataFrame
+    method: str
+    alpha: float
     reliability: float
-    separation: float
+    reliability_name: str
+    sep_g: float
+    sep_g_sirt: float
     position_effect: dict[str, float] | None
     position_a_win_share: float | None
     log_likelihood: float
@@ -120,6 +172,16 @@ class BTResult:
     connected: bool
     n_ignored: int
     n_comparisons: float
+
+    @property
+    def separation(self) -> float:
+        """Separation G as before issue 11 (same as ``sep_g``), kept for old callers."""
+        return self.sep_g
+
+    @property
+    def ssr(self) -> float:
+        """Scale separation reliability: the same number as ``reliability``."""
+        return self.reliability
 
 
 @dataclass(frozen=True)
@@ -475,18 +537,21 @@ def _unidentified_position_effect() -> ValueError:
     )
 
 
-def _exact_variances(design: _Design, h: np.ndarray) -> np.ndarray:
-    """Diagonal of pinv(F), F the Fisher information over (θ[, δ]) plus the penalty Hessian.
+def _exact_covariance(design: _Design, h: np.ndarray, *, full: bool) -> np.ndarray:
+    """P pinv(F) P over (θ[, δ]), F the Fisher information plus the penalty Hessian 2αI.
 
-    With α = 0 the null space of F is spanned by u = (1, …, 1[, 0]) / √n, and
-    pinv(F) = inv(F + uuᵀ) − uuᵀ, inverted through its Cholesky factor.
+    P = I − uuᵀ projects θ onto sum-to-zero, u = (1, …, 1[, 0]) / √n. u is an
+    eigenvector of F with eigenvalue 2α (the Laplacian and the θ–δ coupling both sum to
+    zero over essays), so P pinv(F) P = inv(F + (1 − 2α) uuᵀ) − uuᵀ: moving that
+    eigenvalue to 1 makes the matrix positive definite, and it is inverted through its
+    Cholesky factor. Without the projection a ridge fit would keep 1/(2αn), the variance of
+    the unidentified mean, in every SE. Returns the matrix (``full``) or its diagonal.
     """
     n = design.n
     fisher = _dense_hessian(design, h)
-    shift = 1.0 / n if design.alpha == 0 else 0.0
-    shifted = fisher.copy()
-    shifted[:n, :n] += shift
-    factor, info = scipy.linalg.lapack.dpotrf(shifted, lower=1)
+    shift = (1.0 - 2.0 * design.alpha) / n
+    fisher[:n, :n] += shift
+    factor, info = scipy.linalg.lapack.dpotrf(fisher, lower=1)
     if info == 0:
         inverse, info = scipy.linalg.lapack.dpotri(factor, lower=1)
     if info != 0:
@@ -494,10 +559,133 @@ def _exact_variances(design: _Design, h: np.ndarray) -> np.ndarray:
             # Singular beyond the θ null space: δ is confounded with the abilities.
             raise _unidentified_position_effect()
         logger.debug("Fisher information not positive definite; using an SVD pseudo-inverse")
-        return np.diag(np.linalg.pinv(fisher, hermitian=True)).copy()
-    variances = np.diag(inverse).copy()
-    variances[:n] -= shift
-    return variances
+        fisher[:n, :n] -= shift
+        projector = np.eye(n) - 1.0 / n
+        inverse = projector @ np.linalg.pinv(fisher, hermitian=True) @ projector
+        return inverse if full else np.diag(inverse).copy()
+    if not full:
+        variances = np.diag(inverse).copy()
+        variances[:n] -= 1.0 / n
+        return variances
+    inverse = np.tril(inverse) + np.tril(inverse, -1).T
+    inverse[:n, :n] -= 1.0 / n
+    return inverse
+
+
+@dataclass(frozen=True)
+class _Cavity:
+    """Cavity (Gaussian belief propagation) approximation to P pinv(F) P."""
+
+    variances: np.ndarray
+    #: Var(θ_w − θ_l + s δ) for each design row.
+    resistance: np.ndarray
+    messages: np.ndarray
+
+
+def _sorted_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values and each value's index among them (np.unique hashes, slower)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    new = np.empty(len(values), dtype=bool)
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    inverse = np.empty(len(values), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return ordered[new], inverse
+
+
+@dataclass(frozen=True)
+class _PairGraph:
+    """The compared pairs as a symmetric sparse pattern, built once per design."""
+
+    rows: np.ndarray
+    columns: np.ndarray
+    #: Entry of (j, i) for each entry (i, j).
+    reverse: np.ndarray
+    #: Entries (winner, loser) and (loser, winner) of each design row.
+    forward: np.ndarray
+    backward: np.ndarray
+
+
+def _pair_graph(design: _Design) -> _PairGraph:
+    n = design.n
+    w, lo = design.winner, design.loser
+    keys = _sorted_unique(np.concatenate([w * n + lo, lo * n + w]))[0]
+    rows, columns = keys // n, keys % n
+    return _PairGraph(
+        rows=rows,
+        columns=columns,
+        reverse=np.searchsorted(keys, columns * n + rows),
+        forward=np.searchsorted(keys, w * n + lo),
+        backward=np.searchsorted(keys, lo * n + w),
+    )
+
+
+def _cavity(
+    design: _Design,
+    h: np.ndarray,
+    messages: np.ndarray | None = None,
+    pairs: _PairGraph | None = None,
+) -> _Cavity:
+    """Approximate variances and pair resistances by the cavity method on the Laplacian.
+
+    With F_θθ = D − A (D diagonal, A the pair curvatures), the cavity precision of essay i
+    without neighbour j solves Pᵢ₍ⱼ₎ = Dᵢ − Σ_{k ∈ N(i), k ≠ j} Aᵢₖ² / Pₖ₍ᵢ₎ (Gaussian
+    belief propagation); Var θᵢ ≈ 1 / (Dᵢ − Σₖ Aᵢₖ² / Pₖ₍ᵢ₎) and Var(θᵢ − θⱼ) over a compared
+    pair from the 2 × 2 precision [[Pᵢ₍ⱼ₎, −Aᵢⱼ], [−Aᵢⱼ, Pⱼ₍ᵢ₎]]. Exact on a tree; on
+    comparison designs it misses only short cycles (measured error in docs/scoring.md).
+    With a position effect, δ enters exactly through its Schur complement: one conjugate
+    gradient solve of F_θθ x = b (b the θ–δ column), σ = F_δδ − bᵀx, Var θ += x²/σ,
+    Var δ = 1/σ. Cost O(pairs) per sweep.
+    """
+    n = design.n
+    pairs = _pair_graph(design) if pairs is None else pairs
+    rows, reverse = pairs.rows, pairs.reverse
+    size = len(rows)
+    weight = np.bincount(pairs.forward, h, size) + np.bincount(pairs.backward, h, size)
+    diagonal = _hessian_diagonal(design, h)
+    own = diagonal[rows]
+    square = weight * weight
+    precision = own.copy() if messages is None else messages
+    for _ in range(_CAVITY_MAX_SWEEPS):
+        incoming = square / precision[reverse]
+        updated = own - np.bincount(rows, incoming, n)[rows] + incoming
+        change = float(np.max(np.abs(updated - precision) / updated)) if size else 0.0
+        precision = updated
+        if change < _CAVITY_TOL:
+            break
+    incoming = square / precision[reverse]
+    marginal = diagonal - np.bincount(rows, incoming, n)
+    variances = 1.0 / marginal
+    mine, theirs = precision, precision[reverse]
+    pair_resistance = (mine + theirs - 2.0 * weight) / (mine * theirs - square)
+    resistance = pair_resistance[pairs.forward]
+    if design.sign is not None:
+        coupling = _position_coupling(design, h)
+        x = _solve_theta_block(design, h, coupling)
+        schur = h.sum() - coupling @ x
+        if not schur > 0:
+            raise _unidentified_position_effect()
+        variances = np.append(variances + x**2 / schur, 1.0 / schur)
+        resistance = resistance + ((x[design.winner] - x[design.loser]) - design.sign) ** 2 / schur
+    return _Cavity(variances=variances, resistance=resistance, messages=precision)
+
+
+def _solve_theta_block(design: _Design, h: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve (F_θθ + 11ᵀ/n) x = rhs by Jacobi-preconditioned CG (rhs sums to zero)."""
+    n = design.n
+    graph = _winner_graph(design, h)
+    graph_t = graph.T
+    diagonal = _hessian_diagonal(design, h)
+    shift = 1.0 / n if design.alpha == 0 else 0.0
+
+    def matvec(x: np.ndarray) -> np.ndarray:
+        return diagonal * x - graph @ x - graph_t @ x + shift * x.sum()
+
+    operator = LinearOperator((n, n), matvec=matvec, dtype=float)
+    jacobi = LinearOperator((n, n), matvec=lambda r: r / (diagonal + shift), dtype=float)
+    x, _ = cg(operator, rhs, rtol=1e-10, atol=0.0, maxiter=10 * n, M=jacobi)
+    return x
 
 
 def _neumann_variances(design: _Design, h: np.ndarray) -> np.ndarray:
@@ -517,6 +705,262 @@ def _neumann_variances(design: _Design, h: np.ndarray) -> np.ndarray:
     if not schur > 0:
         raise _unidentified_position_effect()
     return np.append(variances, 1.0 / schur)
+
+
+def _variances(
+    design: _Design, h: np.ndarray, se_method: str, messages: np.ndarray | None = None
+) -> np.ndarray:
+    if se_method == "pinv_fisher":
+        return _exact_covariance(design, h, full=False)
+    if se_method == "cavity_approx":
+        return _cavity(design, h, messages).variances
+    return _neumann_variances(design, h)
+
+
+def _symmetric_pattern(design: _Design) -> tuple[_Design, np.ndarray]:
+    """The design with every row's reverse added (count 0 if unseen), and reverse indices.
+
+    The reverse of (winner w, loser l, sign s) is (l, w, −s): the same pair in the same
+    A/B orientation decided the other way. Firth's adjustment adds pseudo-decisions both ways.
+    """
+    n = design.n
+    if design.sign is None:
+        bit = np.zeros(len(design.winner), dtype=np.int64)
+        flipped = bit
+    else:
+        bit = (design.sign > 0).astype(np.int64)
+        flipped = 1 - bit
+    key = (design.winner * n + design.loser) * 2 + bit
+    reverse_key = (design.loser * n + design.winner) * 2 + flipped
+    keys, inverse = _sorted_unique(np.concatenate([key, reverse_key]))
+    base = np.bincount(inverse[: len(key)], design.weight, len(keys))
+    pair = keys // 2
+    winner, loser = pair // n, pair % n
+    sign = None if design.sign is None else np.where(keys % 2 == 1, 1.0, -1.0)
+    own_reverse = (loser * n + winner) * 2 + (0 if design.sign is None else 1 - keys % 2)
+    pattern = _Design(
+        n=n,
+        winner=winner,
+        loser=loser,
+        sign=sign,
+        weight=base,
+        alpha=0.0,
+        indptr=np.searchsorted(winner, np.arange(n + 1)).astype(np.int64),
+    )
+    return pattern, np.searchsorted(keys, own_reverse)
+
+
+def _resistances(
+    design: _Design, h: np.ndarray, pairs: _PairGraph | None, messages: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """aₖᵀ P pinv(F) P aₖ for each row, aₖ = e_w − e_l + sₖ e_δ (cavity given ``pairs``)."""
+    if pairs is not None:
+        cavity = _cavity(design, h, messages, pairs)
+        return cavity.resistance, cavity.messages
+    n = design.n
+    cov = _exact_covariance(design, h, full=True)
+    w, lo = design.winner, design.loser
+    resistance = cov[w, w] + cov[lo, lo] - 2.0 * cov[w, lo]
+    if design.sign is not None:
+        resistance += cov[n, n] + 2.0 * design.sign * (cov[w, n] - cov[lo, n])
+    return resistance, None
+
+
+def _firth_dense(design: _Design) -> tuple[np.ndarray, int, bool, _Design]:
+    """Firth's estimate for small designs: maximise l(z) + ½ log det F(z) directly.
+
+    Each step is a Fisher-scoring step on the modified score (the ML score of the data
+    augmented with Hₖ/2 pseudo-decisions each way), solved with the augmented Hessian, and
+    backtracked until the penalised log-likelihood l + ½ log det F (F on the sum-to-zero
+    subspace, through the Cholesky factor of F + 11ᵀ/n) rises; unlike the plain fixed
+    point, this cannot cycle on designs with nearly separated essays.
+    """
+    pattern, reverse = _symmetric_pattern(design)
+    base = pattern.weight
+    trials = base + base[reverse]
+    n = design.n
+    # Fisher scoring converges linearly, slowly along δ in sparse designs with nearly
+    # separated essays; a modified score of 1e-7 per unit of information leaves θ and δ
+    # within about 1e-7 of the optimum.
+    tol = _FIRTH_GRADIENT_TOL * max(1.0, design.weight.sum() / n)
+
+    def penalised(z: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
+        value, p = _evaluate(z, pattern)
+        fisher = _dense_hessian(pattern, base * p * (1.0 - p))
+        fisher[:n, :n] += 1.0 / n
+        factor, info = scipy.linalg.lapack.dpotrf(fisher, lower=1)
+        if info != 0:
+            return None
+        return value - float(np.sum(np.log(np.diag(factor)))), p, factor
+
+    z = np.zeros(n + (design.sign is not None))
+    state = penalised(z)
+    if state is None:
+        raise _unidentified_position_effect()
+    for iteration in range(_MAX_NEWTON_ITER * 2):
+        value, p, factor = state
+        inverse, _ = scipy.linalg.lapack.dpotri(factor, lower=1)
+        cov = np.tril(inverse) + np.tril(inverse, -1).T
+        cov[:n, :n] -= 1.0 / n
+        w, lo = pattern.winner, pattern.loser
+        resistance = cov[w, w] + cov[lo, lo] - 2.0 * cov[w, lo]
+        if pattern.sign is not None:
+            resistance += cov[n, n] + 2.0 * pattern.sign * (cov[w, n] - cov[lo, n])
+        information = p * (1.0 - p)
+        augmented = replace(pattern, weight=base + 0.5 * trials * information * resistance)
+        grad, h = _gradient_and_curvature(z, p, augmented)
+        if np.max(np.abs(grad)) <= tol:
+            return z, iteration, True, augmented
+        step = _dense_solver(augmented)(h, grad)
+        slope = grad @ step
+        t = 1.0
+        while True:
+            candidate = z + t * step
+            candidate[:n] -= candidate[:n].mean()
+            trial = penalised(candidate)
+            if trial is not None and trial[0] <= value + 1e-4 * t * slope + 1e-12 * abs(value):
+                break
+            t *= 0.5
+            if t < 1e-12:
+                return z, iteration, False, augmented
+        z, state = candidate, trial
+    return z, _MAX_NEWTON_ITER * 2, False, augmented
+
+
+def _fit_firth(
+    design: _Design, engine: str
+) -> tuple[np.ndarray, int, bool, _Design, np.ndarray | None]:
+    """Firth's bias-reduced estimate (Jeffreys-prior penalty ½ log det F).
+
+    For a logistic model the modified score is Σₖ aₖ (yₖ − mₖ pₖ + Hₖ (½ − pₖ)), Hₖ =
+    mₖ pₖ (1 − pₖ) aₖᵀ F⁻¹ aₖ the leverage of pair-orientation k with mₖ decisions (Firth
+    1993; Heinze & Schemper 2002): it is the ML score of the data with Hₖ/2 pseudo-decisions
+    added each way. So cjlib alternates leverages at the current estimate with the ML fit
+    (damped Newton, warm-started) of the augmented data, until the augmented fit needs no
+    step at the current leverages, i.e. the modified score is below the gradient tolerance.
+    aₖᵀ F⁻¹ aₖ uses the projected pseudo-inverse, which is the same in any identified
+    parametrisation because aₖ ⟂ 1; above ``FIRTH_EXACT_MAX_ESSAYS`` essays it comes from
+    the cavity approximation.
+    """
+    if design.n <= FIRTH_EXACT_MAX_ESSAYS:
+        return (*_firth_dense(design), None)
+    pattern, reverse = _symmetric_pattern(design)
+    base = pattern.weight
+    trials = base + base[reverse]
+    pairs = None if design.n <= FIRTH_EXACT_MAX_ESSAYS else _pair_graph(pattern)
+    # Leverages at θ = 0 (every p = ½) are a safe start: at the smoothed log-odds an essay
+    # that won everything gets a leverage near 0 and the first augmented fit runs off.
+    z = np.zeros(design.n + (design.sign is not None))
+    messages = None
+    total, converged = 0, False
+    # The map z → (ML fit of the data augmented at z's leverages) contracts linearly (by
+    # about 0.3 per step at 10 comparisons per essay); Anderson mixing over the last few
+    # steps (Walker & Ni 2011) cuts 15–20 steps to about 6.
+    fitted: list[np.ndarray] = []
+    residuals: list[np.ndarray] = []
+    for outer in range(_MAX_FIRTH_ITER):
+        p = expit(_margin(z, pattern))
+        information = p * (1.0 - p)
+        resistance, messages = _resistances(pattern, base * information, pairs, messages)
+        augmented = replace(pattern, weight=base + 0.5 * trials * information * resistance)
+        start = z
+        if outer == 0:
+            start = _choix_start(augmented) if engine == "choix" else _log_odds_start(augmented)
+        # Small designs already invert F densely for the leverages; CG's Python overhead
+        # would dominate there, so they solve densely too.
+        dense = engine == "choix" or pairs is None
+        solver = _dense_solver(augmented) if dense else _cg_solver(augmented)
+        image, _, iterations, converged = _newton(start, augmented, solver)
+        total += iterations
+        if converged and (iterations == 0 or np.max(np.abs(image - z)) < _FIRTH_STEP_TOL):
+            # Leverages move the estimate by less than the change in θ they come from, so
+            # a step below 1e-8 leaves θ within about 1e-8 of the fixed point.
+            return image, total, True, augmented, messages
+        residual = image - z
+        if residuals and np.max(np.abs(residual)) > np.max(np.abs(residuals[-1])):
+            # Mixing overshot: restart it from the plain fixed-point step.
+            fitted.clear()
+            residuals.clear()
+        fitted.append(image)
+        residuals.append(residual)
+        del fitted[:-_ANDERSON_MEMORY], residuals[:-_ANDERSON_MEMORY]
+        z = image
+        if len(fitted) > 1:
+            d_residual = np.diff(np.array(residuals), axis=0).T
+            d_fitted = np.diff(np.array(fitted), axis=0).T
+            gamma = np.linalg.lstsq(d_residual, residuals[-1], rcond=None)[0]
+            mixed = image - d_fitted @ gamma
+            if np.all(np.isfinite(mixed)):
+                z = mixed
+    return z, total, False, augmented, messages
+
+
+def _fit_sirt(
+    design: _Design, eps: float, position_effect: bool
+) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """The ε-adjusted estimator of ``sirt::btm`` with ties ignored and η fixed at 0 or free.
+
+    Follows the algorithm of sirt's ``btm`` (Robitzsch): each essay's win count wᵢ out of
+    Nᵢ becomes ε + (Nᵢ − 2ε) wᵢ / Nᵢ; θ starts at logit((that share + 0.1) / 1.2), centred;
+    each sweep t takes one Newton step per parameter from the same fitted probabilities
+    (η first when estimated, then every θᵢ), each capped at 0.98ᵗ in size, then centres θ;
+    it stops when no parameter moved more than 1e-4 or after 100 sweeps.
+    ``se.theta`` = 1/√(Σ p(1 − p)) from the last sweep's probabilities. Returns z =
+    (θ[, η]), sirt's SEs of θ, the sweeps and whether the change rule was met.
+    """
+    n = design.n
+    c, w, lo = design.weight, design.winner, design.loser
+    wins = np.bincount(w, c, n)
+    played = wins + np.bincount(lo, c, n)
+    score = eps + (played - 2.0 * eps) * wins / played
+    theta = logit((score / played + 0.1) / 1.2)
+    theta -= theta.mean()
+    eta = 0.0
+    if position_effect:
+        score_eta = float(c[design.sign > 0].sum())
+    cap = 1.0
+    se = np.full(n, np.nan)
+    sweeps = 0
+    while sweeps < _SIRT_MAX_ITER:
+        sweeps += 1
+        previous, previous_eta = theta, eta
+        margin = theta[w] - theta[lo]
+        if position_effect:
+            margin = margin + design.sign * eta
+        p = expit(margin)
+        cap *= _SIRT_STEP_DECAY
+        information = c * p * (1.0 - p)
+        if position_effect:
+            expected_a = float(c @ np.where(design.sign > 0, p, 1.0 - p))
+            eta = eta + float(np.clip((score_eta - expected_a) / information.sum(), -cap, cap))
+        q = c * p
+        expected = np.bincount(w, q, n) + np.bincount(lo, c - q, n)
+        curvature = 1e-20 + np.bincount(w, information, n) + np.bincount(lo, information, n)
+        theta = theta + np.clip((score - expected) / curvature, -cap, cap)
+        se = 1.0 / np.sqrt(curvature)
+        theta = theta - theta.mean()
+        change = max(float(np.max(np.abs(theta - previous))), abs(eta - previous_eta))
+        if change <= _SIRT_CONV:
+            break
+    z = np.append(theta, eta) if position_effect else theta
+    return z, se, sweeps, change <= _SIRT_CONV
+
+
+def _reliabilities(
+    theta: np.ndarray, se: np.ndarray, informative: np.ndarray, name: str
+) -> tuple[float, float, float]:
+    """(reliability of the named kind, G, sirt's sepG) over essays with information."""
+    theta, se = theta[informative], se[informative]
+    variance = float(np.var(theta, ddof=1)) if len(theta) > 1 else 0.0
+    mean_square_error = float(np.mean(se**2))
+    if not variance > 0:
+        return math.nan, 0.0, 0.0
+    if name == "eap_rel":
+        reliability = variance / (variance + mean_square_error)
+    else:
+        reliability = (variance - mean_square_error) / variance
+    sep_g = math.sqrt(max(variance - mean_square_error, 0.0) / mean_square_error)
+    return reliability, sep_g, math.sqrt(variance / mean_square_error)
 
 
 def _components(design: _Design) -> tuple[int, np.ndarray]:
@@ -542,7 +986,7 @@ def _disconnected_error(
         f"(sizes {sizes}), so Bradley–Terry scores do not exist; "
         f"{len(always_win)} essay(s) never lost ({_listed(always_win)}) and "
         f"{len(always_lose)} never won ({_listed(always_lose)}). Add comparisons that "
-        "link the groups, or pass alpha > 0 for penalised scores"
+        "link the groups, or use method='firth' (finite when the groups are linked at all)"
     )
     return DisconnectedComparisonsError(
         message, components=groups, always_win=always_win, always_lose=always_lose
@@ -581,7 +1025,8 @@ def _judge_table(
 ) -> pd.DataFrame:
     if decisions.judge is None:
         return pd.DataFrame(
-            {"n": [], "infit": [], "outfit": []}, index=pd.Index([], name="judge_id")
+            {"n": [], "infit": [], "outfit": [], "misfit": pd.Series([], dtype=bool)},
+            index=pd.Index([], name="judge_id"),
         )
     codes, judges = pd.factorize(decisions.judge)
     kept = codes >= 0
@@ -592,49 +1037,113 @@ def _judge_table(
 
     squared, information, outfit = terms
     weight = total(decisions.weight)
+    infit = _ratio(total(squared), total(information))
     return pd.DataFrame(
         {
             "n": _whole_if_integral(weight, integral),
-            "infit": _ratio(total(squared), total(information)),
+            "infit": infit,
             "outfit": _ratio(total(outfit), weight),
+            "misfit": _misfit(infit),
         },
         index=pd.Index(judges, name="judge_id"),
     )
 
 
-def _resolve_engine(engine: str, n: int, position_effect: bool) -> str:
+def _misfit(infit: np.ndarray) -> np.ndarray:
+    """Infit above mean + 2 SD over the judges with a finite infit (Pollitt 2012)."""
+    finite = np.isfinite(infit)
+    flagged = np.zeros(len(infit), dtype=bool)
+    if finite.sum() < 3:
+        # The SD of one or two judges says nothing about who is out of line.
+        return flagged
+    values = infit[finite]
+    threshold = values.mean() + MISFIT_SDS * values.std(ddof=1)
+    flagged[finite] = values > threshold
+    return flagged
+
+
+def _resolve_engine(engine: str, n: int, position_effect: bool, method: str) -> str:
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; use one of {ENGINES}")
     if engine == "choix" and position_effect:
         raise ValueError("the choix engine cannot estimate a position effect; use 'sparse'")
     if engine == "auto":
-        return "choix" if n <= AUTO_CHOIX_MAX_ESSAYS and not position_effect else "sparse"
+        small = n <= AUTO_CHOIX_MAX_ESSAYS and not position_effect and method != "sirt"
+        return "choix" if small else "sparse"
     return engine
 
 
 def _resolve_se_method(se_method: str | None, n: int) -> str:
     if se_method is None:
-        return "pinv_fisher" if n <= EXACT_SE_MAX_ESSAYS else "neumann_approx"
+        return "pinv_fisher" if n <= EXACT_SE_MAX_ESSAYS else "cavity_approx"
     if se_method not in SE_METHODS:
         raise ValueError(f"unknown se_method {se_method!r}; use None or one of {SE_METHODS}")
     return se_method
 
 
+def _resolve_method(method: str | None, alpha: float | None) -> tuple[str, float]:
+    if alpha is not None and not (math.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+    if method is None:
+        # Old callers: alpha > 0 meant ridge, an explicit alpha = 0 meant the MLE.
+        if alpha is None:
+            return DEFAULT_METHOD, 0.0
+        return ("ridge", float(alpha)) if alpha > 0 else ("mle", 0.0)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
+    if method == "ridge":
+        if not alpha:
+            raise ValueError("method='ridge' needs alpha > 0; pass e.g. alpha=0.03")
+        return method, float(alpha)
+    if alpha:
+        raise ValueError(f"alpha applies to method='ridge' only; drop it for method={method!r}")
+    return method, 0.0
+
+
+def _not_linked_error(
+    essay_ids: pd.Index, labels: np.ndarray, method: str
+) -> DisconnectedComparisonsError:
+    order = np.argsort(labels, kind="stable")
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    groups = [essay_ids[part].tolist() for part in np.split(order, bounds)]
+    groups.sort(key=len, reverse=True)
+    message = (
+        f"the comparisons form {len(groups)} groups with no comparison between them "
+        f"(sizes {_listed([len(g) for g in groups])}; essays with only count-0 rows are groups "
+        f"of their own), so {method} scores are not identified. Add comparisons that link "
+        "the groups, or use method='ridge' with alpha > 0"
+    )
+    return DisconnectedComparisonsError(message, components=groups)
+
+
+def _position_summary(
+    estimate: float, variance: float, fisher_variances: np.ndarray | None
+) -> dict[str, float]:
+    summary = {"estimate": float(estimate), "se": float(math.sqrt(variance))}
+    if fisher_variances is not None:
+        summary["se_fisher"] = float(math.sqrt(fisher_variances[-1]))
+    return summary
+
+
 def fit_bradley_terry(
     comparisons: pd.DataFrame,
     *,
-    alpha: float = 0.0,
+    method: str | None = None,
+    alpha: float | None = None,
     engine: str = "auto",
     position_effect: bool = False,
     se_method: str | None = None,
+    sirt_eps: float = SIRT_EPS,
 ) -> BTResult:
     """Fit Bradley–Terry scores, standard errors and fit statistics to essay comparisons.
 
-    Minimises −Σₖ cₖ log σ(θ_wₖ − θ_lₖ + sₖ δ) + α Σᵢ θᵢ² (the objective of
-    :func:`choix.opt_pairwise`), with Σθ = 0 and δ = 0 unless ``position_effect``.
-    Standard errors are √diag pinv(F), F the Fisher information over (θ, δ) plus the
-    penalty Hessian 2αI. Infit is Σ c(1 − p)² / Σ c p(1 − p) and outfit Σ c(1 − p)/p / Σ c
-    over the decisions of an essay or judge, p the fitted probability of the decision made.
+    The likelihood is Πₖ σ(θ_wₖ − θ_lₖ + sₖ δ)^cₖ, with Σθ = 0 and δ = 0 unless
+    ``position_effect``. Standard errors are √diag P pinv(F) P, F the Fisher information
+    over (θ, δ) at the estimate (plus 2αI for ridge; for Firth the information of the data
+    plus Firth's pseudo-decisions, with BradleyTerry2's √diag F⁺ in ``scores["se_fisher"]``)
+    and P the projection onto Σθ = 0.
+    Infit is Σ c(1 − p)² / Σ c p(1 − p) and outfit Σ c(1 − p)/p / Σ c over the decisions of
+    an essay or judge, p the fitted probability of the decision made.
 
     Parameters
     ----------
@@ -643,19 +1152,31 @@ def fit_bradley_terry(
         with values ``"essay_a"`` / ``"essay_b"`` (rows whose winner is ``"error"`` or null
         are ignored and counted). Optional ``judge_id`` and ``count`` (a non-negative
         weight, default 1: a row with count k equals k identical rows).
-    alpha : float, default 0.0
-        L2 penalty on θ. 0 gives the maximum-likelihood estimate, which exists only when
-        the directed win graph is strongly connected.
+    method : {None, "mle", "firth", "sirt", "ridge"}, default None
+        ``"mle"``: maximum likelihood; exists only when the directed win graph is strongly
+        connected. ``"firth"``: Firth's bias-reduced estimate, the likelihood times the
+        Jeffreys prior |F|^½ (Firth 1993; BradleyTerry2's ``br = TRUE``), finite whenever
+        the comparison graph is connected. ``"sirt"``: sirt's ``btm`` with ``eps =
+        sirt_eps``, ties ignored, ``fix.eta = 0`` (η estimated, as ``fix.eta = NULL``, with
+        ``position_effect``); ``scores["se_sirt"]``, ``reliability`` and ``sep_g_sirt`` are
+        sirt's ``se.theta``, ``mle.rel`` and ``sepG``. ``"ridge"``: adds α Σθ² to the
+        negative log-likelihood (the objective of :func:`choix.opt_pairwise`). None:
+        ``"ridge"`` if ``alpha > 0``, ``"mle"`` if ``alpha == 0`` is passed (as before),
+        else :data:`DEFAULT_METHOD`.
+    alpha : float, optional
+        Ridge penalty; only with ``method="ridge"`` (or with ``method=None``).
     engine : {"auto", "choix", "sparse"}, default "auto"
-        ``"choix"``: :func:`choix.ilsr_pairwise_dense` then dense Newton polishing.
+        ``"choix"``: :func:`choix.ilsr_pairwise_dense` start, then dense Newton.
         ``"sparse"``: Newton with conjugate gradients on the sparse Hessian, never forming
         an n × n matrix. ``"auto"``: choix for at most ``AUTO_CHOIX_MAX_ESSAYS`` essays
-        and no position effect, else sparse.
+        and no position effect, else sparse. sirt runs its own sweeps.
     position_effect : bool, default False
         Estimate δ in P(essay in position A wins) = σ(θ_A − θ_B + δ). Needs positions.
-    se_method : {None, "pinv_fisher", "neumann_approx"}, default None
+    se_method : {None, "pinv_fisher", "cavity_approx", "neumann_approx"}, default None
         None gives the exact ``"pinv_fisher"`` up to ``EXACT_SE_MAX_ESSAYS`` essays (it
-        inverts a dense n × n matrix) and ``"neumann_approx"`` above.
+        inverts a dense n × n matrix) and ``"cavity_approx"`` above.
+    sirt_eps : float, default 0.3
+        sirt's ε (``method="sirt"`` only), > 0.
 
     Returns
     -------
@@ -668,23 +1189,25 @@ def fit_bradley_terry(
         Missing columns, self-comparisons, NaN ids, negative or non-numeric counts,
         unknown winner values (naming the first offending row labels), no decisions left,
         a position effect without positions or with one position winning every decision,
-        a negative alpha, or an unknown engine or se_method.
+        a bad alpha for the method, or an unknown method, engine or se_method.
     DisconnectedComparisonsError
-        ``alpha == 0`` and the win graph is not strongly connected; it lists the strongly
-        connected components and the essays that always win or always lose.
+        ``"mle"`` and the win graph is not strongly connected (it lists the strongly
+        connected components and the essays that always win or always lose), or
+        ``"firth"``/``"sirt"`` and some essays are not compared with the rest at all.
     """
-    if not (math.isfinite(alpha) and alpha >= 0):
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+    method, alpha = _resolve_method(method, alpha)
+    if method == "sirt" and not (math.isfinite(sirt_eps) and sirt_eps > 0):
+        raise ValueError(f"sirt_eps must be a finite number > 0, got {sirt_eps!r}")
     decisions = _parse_comparisons(comparisons, position_effect)
     n = len(decisions.essay_ids)
-    engine = _resolve_engine(engine, n, position_effect)
+    engine = _resolve_engine(engine, n, position_effect, method)
     se_method = _resolve_se_method(se_method, n)
 
     weight = decisions.weight
     share_a = None
     if decisions.winner_in_a is not None:
         share_a = float(weight[decisions.winner_in_a].sum() / weight.sum())
-        if position_effect and share_a in (0.0, 1.0):
+        if position_effect and share_a in (0.0, 1.0) and method in ("mle", "ridge"):
             raise ValueError(
                 "the position effect is infinite: one position won every decision; "
                 "fit without position_effect"
@@ -692,23 +1215,48 @@ def fit_bradley_terry(
     wins = np.bincount(decisions.winner, weight, n)
     losses = np.bincount(decisions.loser, weight, n)
 
-    design = _aggregate(decisions, float(alpha), position_effect)
+    design = _aggregate(decisions, alpha, position_effect)
     n_components, labels = _components(design)
     connected = n_components == 1
-    if not connected and alpha == 0:
+    if not connected and method == "mle":
         raise _disconnected_error(decisions.essay_ids, labels, wins, losses)
+    if not connected and method in ("firth", "sirt"):
+        graph = _winner_graph(design, np.ones(len(design.winner)))
+        graph.sum_duplicates()
+        n_linked, linked = connected_components(graph, directed=False)
+        if n_linked > 1:
+            raise _not_linked_error(decisions.essay_ids, linked, method)
 
-    if engine == "choix":
-        start, solver = _choix_start(design), _dense_solver(design)
+    se_sirt = None
+    messages = None
+    if method == "firth":
+        z, iterations, converged, augmented, messages = _fit_firth(design, engine)
+    elif method == "sirt":
+        z, se_sirt, iterations, converged = _fit_sirt(design, sirt_eps, position_effect)
+        engine = "sparse"
     else:
-        start, solver = _log_odds_start(design), _cg_solver(design)
-    z, curvature, iterations, converged = _newton(start, design, solver)
+        if engine == "choix":
+            start, solver = _choix_start(design), _dense_solver(design)
+        else:
+            start, solver = _log_odds_start(design), _cg_solver(design)
+        z, _, iterations, converged = _newton(start, design, solver)
     if not converged:
-        logger.warning("Bradley–Terry fit did not converge after %d iterations", iterations)
-    if se_method == "pinv_fisher":
-        variances = _exact_variances(design, curvature)
-    else:
-        variances = _neumann_variances(design, curvature)
+        logger.warning(
+            "Bradley–Terry fit (%s) did not converge after %d iterations", method, iterations
+        )
+    _, p = _evaluate(z, design)
+    _, curvature = _gradient_and_curvature(z, p, design)
+    # The cavity messages of Firth's last round start both SE passes near their fixed point
+    # (the symmetric pair pattern of the data and of the augmented data is the same).
+    variances = _variances(design, curvature, se_method, messages)
+    fisher_variances = None
+    if method == "firth":
+        fisher_variances = variances
+        # The pseudo-decisions of the last iteration, at θ within 1e-7 of the estimate.
+        _, p_augmented = _evaluate(z, augmented)
+        variances = _variances(
+            augmented, augmented.weight * p_augmented * (1.0 - p_augmented), se_method, messages
+        )
     # Var(δ) is at least 1/Σh; far above it, δ is only nominally estimated.
     if position_effect and not variances[n] * curvature.sum() < _MAX_POSITION_VARIANCE_RATIO:
         raise _unidentified_position_effect()
@@ -720,33 +1268,40 @@ def fit_bradley_terry(
         return np.bincount(decisions.winner, values, n) + np.bincount(decisions.loser, values, n)
 
     integral = bool(np.all(weight == np.rint(weight)))
-    scores = pd.DataFrame(
-        {
-            "theta": theta,
-            "se": se,
-            "wins": _whole_if_integral(wins, integral),
-            "losses": _whole_if_integral(losses, integral),
-            "n_comparisons": _whole_if_integral(wins + losses, integral),
-            "infit": _ratio(per_essay(squared), per_essay(information)),
-            "outfit": _ratio(per_essay(outfit), wins + losses),
-        },
-        index=decisions.essay_ids,
-    ).sort_values("theta", ascending=False, kind="stable")
+    columns = {
+        "theta": theta,
+        "se": se,
+        "wins": _whole_if_integral(wins, integral),
+        "losses": _whole_if_integral(losses, integral),
+        "n_comparisons": _whole_if_integral(wins + losses, integral),
+        "infit": _ratio(per_essay(squared), per_essay(information)),
+        "outfit": _ratio(per_essay(outfit), wins + losses),
+    }
+    if se_sirt is not None:
+        columns["se_sirt"] = se_sirt
+    if fisher_variances is not None:
+        columns["se_fisher"] = np.sqrt(fisher_variances[:n])
+    scores = pd.DataFrame(columns, index=decisions.essay_ids).sort_values(
+        "theta", ascending=False, kind="stable"
+    )
 
-    variance = float(np.var(theta, ddof=1)) if n > 1 else 0.0
-    mean_square_error = float(np.mean(se**2))
-    reliability = (variance - mean_square_error) / variance if variance > 0 else math.nan
-    separation = math.sqrt(max(variance - mean_square_error, 0.0) / mean_square_error)
+    reliability_name = "eap_rel" if method == "ridge" else "mle_rel"
+    informative = (wins + losses) > 0
+    reliability, sep_g, sep_g_sirt = _reliabilities(
+        theta, se if se_sirt is None else se_sirt, informative, reliability_name
+    )
 
     return BTResult(
         scores=scores,
         judges=_judge_table(decisions, (squared, information, outfit), integral),
+        method=method,
+        alpha=alpha,
         reliability=reliability,
-        separation=separation,
+        reliability_name=reliability_name,
+        sep_g=sep_g,
+        sep_g_sirt=sep_g_sirt,
         position_effect=(
-            {"estimate": float(z[n]), "se": float(math.sqrt(variances[n]))}
-            if position_effect
-            else None
+            _position_summary(z[n], variances[n], fisher_variances) if position_effect else None
         ),
         position_a_win_share=share_a,
         log_likelihood=log_likelihood,

@@ -58,6 +58,9 @@ class Population:
     scale: GradeScale
     essays: pd.DataFrame
     seed: int
+    #: The true grade boundaries on the ability scale (``len(scale.all_labels) − 1`` values,
+    #: increasing); ``None`` when the population was built without them.
+    boundaries: tuple[float, ...] | None = None
 
     @property
     def anchor_grades(self) -> pd.Series:
@@ -108,16 +111,123 @@ def simulate_population(
         f"{student_prefix}{i + 1:04d}" for i in range(n_students)
     ]
     grade_idx = np.concatenate([a_idx, s_idx])
-    essays = pd.DataFrame(
+    essays = _essay_table(ids, len(a_idx), ability, labels, grade_idx)
+    bounds = tuple(float(b) for b in (centres.to_numpy()[:-1] + centres.to_numpy()[1:]) / 2)
+    return Population(scale=sc, essays=essays, seed=seed, boundaries=bounds)
+
+
+def _essay_table(
+    ids: list[str], n_anchors: int, ability: np.ndarray, labels: list[str], grade_idx: np.ndarray
+) -> pd.DataFrame:
+    return pd.DataFrame(
         {
             "essay_id": ids,
-            "is_anchor": np.r_[np.ones(len(a_idx), bool), np.zeros(n_students, bool)],
+            "is_anchor": np.r_[np.ones(n_anchors, bool), np.zeros(len(ids) - n_anchors, bool)],
             "ability": ability,
             "true_grade": np.asarray(labels)[grade_idx],
             "grade_index": grade_idx,
         }
     )
-    return Population(scale=sc, essays=essays, seed=seed)
+
+
+def _uneven_boundaries(k: int, rng: np.random.Generator, width_sd: float) -> np.ndarray:
+    """``k − 1`` increasing boundaries: inner grade widths ``GRADE_STEP·exp(N(0, width_sd²))``."""
+    widths = GRADE_STEP * np.clip(np.exp(rng.normal(0.0, width_sd, k - 2)), 0.4, 2.2)
+    bounds = np.r_[0.0, np.cumsum(widths)]
+    return bounds - bounds.mean()
+
+
+def _skewed_abilities(bounds: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A two-component normal mixture over the scale: a broad bulk and a narrow upper mode.
+
+    Skewness is positive (a long upper tail) or, with probability ½ per population, negative.
+    """
+    span = bounds[-1] - bounds[0]
+    upper = rng.random(size) < 0.3
+    x = np.where(
+        upper,
+        rng.normal(0.30 * span, 0.10 * span, size),
+        rng.normal(-0.12 * span, 0.20 * span, size),
+    )
+    return x if rng.random() < 0.5 else -x
+
+
+def _grade_of(ability: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    return np.searchsorted(bounds, ability, side="right")
+
+
+def simulate_uneven_population(
+    scale: str | GradeScale,
+    anchor_grades: Sequence[str],
+    n_students: int,
+    *,
+    seed: int,
+    width_sd: float = 0.4,
+    student_prefix: str = "S",
+    anchor_prefix: str = "ANCHOR_",
+) -> Population:
+    """Draw a population unlike :func:`simulate_population`'s: the second truth generator.
+
+    It breaks each convenience of the first generator, so a projection checked on both is not
+    checked only against its own assumptions:
+
+    - **Unequal grade widths.** Inner grades are ``GRADE_STEP·exp(N(0, width_sd²))`` wide
+      (clipped to 0.4–2.2 steps), drawn per population; the lowest and highest labels are
+      open-ended.
+    - **Abilities not normal.** Students' abilities come from a skewed two-component normal
+      mixture (70% a broad bulk, 30% a narrow mode towards one end of the scale, the end
+      drawn per population), and the true grade is the interval the ability falls in, so
+      grade shares follow the mixture, not a bell.
+    - **Anchors spread within their grade.** Each anchor is a random essay of its grade from
+      the same population (drawn from a large pool conditioned on the grade), not a typical
+      essay at the grade's centre; a grade no pool essay reaches gets uniform draws inside it.
+
+    Parameters
+    ----------
+    scale : str or GradeScale
+        Grade scale whose ``all_labels`` are the true grades.
+    anchor_grades : sequence of str
+        One label per anchor essay.
+    n_students : int
+        Number of student essays.
+    seed : int
+        Seed; the same seed gives the same population in every process.
+    width_sd : float, default 0.4
+        SD of the log width of inner grades (0 gives equal widths).
+
+    Returns
+    -------
+    Population
+        With ``boundaries`` set to the true grade boundaries.
+    """
+    sc = get_grade_scale(scale)
+    labels = list(sc.all_labels)
+    for g in anchor_grades:
+        sc.index(g)
+    rng = rng_for("uneven-population", seed)
+    bounds = _uneven_boundaries(len(labels), rng, width_sd)
+    s_ability = _skewed_abilities(bounds, n_students, rng)
+    pool = _skewed_abilities(bounds, 20_000, rng)
+    pool_idx = _grade_of(pool, bounds)
+    edges = np.r_[bounds[0] - GRADE_STEP, bounds, bounds[-1] + GRADE_STEP]
+    a_idx = np.array([labels.index(g) for g in anchor_grades], dtype=int)
+    a_ability = np.empty(len(a_idx))
+    for i, g in enumerate(a_idx):
+        members = pool[pool_idx == g]
+        a_ability[i] = rng.choice(members) if len(members) else rng.uniform(edges[g], edges[g + 1])
+    ability = np.concatenate([a_ability, s_ability])
+    ids = [f"{anchor_prefix}{i + 1:02d}" for i in range(len(a_idx))] + [
+        f"{student_prefix}{i + 1:04d}" for i in range(n_students)
+    ]
+    grade_idx = _grade_of(ability, bounds)
+    essays = _essay_table(ids, len(a_idx), ability, labels, grade_idx)
+    return Population(
+        scale=sc, essays=essays, seed=seed, boundaries=tuple(float(b) for b in bounds)
+    )
+
+
+#: The truth generators projection calibration is checked on, by name.
+TRUTH_GENERATORS = {"centred": simulate_population, "uneven": simulate_uneven_population}
 
 
 @dataclass(frozen=True)

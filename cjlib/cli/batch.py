@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from cjlib.cli import _llm
 from cjlib.cli._common import (
     BATCH_LABEL_HELP,
     BatchId,
@@ -42,9 +43,9 @@ def execute(
     max_comparisons: Annotated[
         int, typer.Option("--max-comparisons", help="Comparison budget (≥ 2).")
     ],
-    judge: Annotated[str, typer.Option("--judge", help="Judge: simulated (alias mock).")] = (
-        "simulated"
-    ),
+    judge: Annotated[
+        str, typer.Option("--judge", help="Judge: simulated (alias mock), llm or replay.")
+    ] = "simulated",
     seed: Annotated[int, typer.Option("--seed", help="Seed of judge and pairing.")] = 0,
     dataset: Annotated[
         Path | None, typer.Option("--dataset", help="Student essays folder.")
@@ -61,12 +62,53 @@ def execute(
     verbose: Annotated[bool, typer.Option("--verbose", help="Log each wave.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     database_url: DatabaseUrl = None,
+    pairing: Annotated[
+        str, typer.Option("--pairing", help="Pairing strategy: balanced, adaptive, boundary.")
+    ] = "balanced",
+    pairing_param: Annotated[
+        list[str] | None,
+        typer.Option("--pairing-param", help="Strategy parameter key=value; repeatable."),
+    ] = None,
+    target_reliability: Annotated[
+        float | None,
+        typer.Option("--target-reliability", help="Stop at this design-honest reliability."),
+    ] = None,
+    target_grade_certainty: Annotated[
+        float | None,
+        typer.Option("--target-grade-certainty", help="Stop when every top grade has P ≥ this."),
+    ] = None,
+    # -- LLM judge options (cjlib/cli/_llm.py) --
+    llm_base_url: _llm.LLMBaseUrl = None,
+    llm_model: _llm.LLMModel = None,
+    prompt_template: _llm.PromptTemplateFile = None,
+    concurrency: _llm.Concurrency = None,
+    requests_per_minute: _llm.RequestsPerMinute = None,
+    max_cost_usd: _llm.MaxCostUsd = None,
+    both_orders: _llm.BothOrders = False,
+    replay_from: _llm.ReplayFrom = None,
+    llm_price_prompt: _llm.PricePrompt = None,
+    llm_price_completion: _llm.PriceCompletion = None,
+    llm_temperature: _llm.Temperature = None,
 ) -> None:
     """Run a CJ batch: create it, judge pairs in waves, finalize, write artefacts."""
+    from cjlib.pipeline import parse_parameters
     from cjlib.workflow import execute_batch
 
     if verbose:
         logging.getLogger("cjlib").setLevel(logging.INFO)
+    # -- LLM judge options --
+    llm = _llm.llm_settings(
+        base_url=llm_base_url, model=llm_model, prompt_template=prompt_template,
+        requests_per_minute=requests_per_minute, price_prompt=llm_price_prompt,
+        price_completion=llm_price_completion, temperature=llm_temperature,
+    )  # fmt: skip
+    judge_options = {
+        "llm": llm or None,
+        "concurrency": concurrency,
+        "max_cost_usd": max_cost_usd,
+        "both_orders": both_orders or None,
+        "replay_from": replay_from,
+    }
     result = execute_batch(
         open_engine(database_url),
         assignment_id=assignment_id,
@@ -80,6 +122,11 @@ def execute(
         completion_timeout=completion_timeout,
         output_dir=output_dir,
         progress=not as_json,
+        pairing=pairing,
+        pairing_params=parse_parameters(pairing_param or []),
+        target_reliability=target_reliability,
+        target_grade_certainty=target_grade_certainty,
+        **judge_options,
     )
     summary = result.summary()
     if as_json:
@@ -156,6 +203,23 @@ def _render_inspection(report: BatchInspection) -> None:
                 show(item.els_essay_id), str(item.is_anchor), show(repr(item.metadata_is_anchor))
             )
         console.print(drift)
+
+    if report.judge_calls:
+        calls = report.judge_calls
+        cost = calls["cost_usd"]
+        llm = Table(title="LLM judge calls", show_header=False)
+        llm.add_column(style="bold")
+        llm.add_column(justify="right")
+        for label, value in (
+            ("calls", calls["calls"]),
+            ("retries", calls["retries"]),
+            ("failed calls", calls["failed"]),
+            ("prompt tokens", calls["prompt_tokens"]),
+            ("completion tokens", calls["completion_tokens"]),
+            ("estimated cost (USD)", "unknown (no price)" if cost is None else f"{cost:.4f}"),
+        ):
+            llm.add_row(label, str(value))
+        console.print(llm)
 
     transitions = Table(title=f"State transitions (last {len(report.transitions)})")
     transitions.add_column("at")

@@ -1,26 +1,22 @@
 """``cj judgements …``: import human decision exports (parse → call cjlib → render).
 
-A self-contained Typer sub-app; the root ``cj`` app joins it with
-``add_typer(app, name="judgements")``. Domain errors become one line on stderr and their exit
-code here as well, so the sub-app behaves the same when run on its own (tests, CliRunner).
+A Typer sub-app for the ``cjlib.cli`` package (move it to ``cjlib/cli/judgements.py``); the
+root ``cj`` app joins it with ``add_typer(app, name="judgements")``. Domain errors become one
+line on stderr and their exit code here as well, so the sub-app behaves the same when run on
+its own (tests, CliRunner).
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from cjlib.cli._common import DatabaseUrl, JsonFlag, console, err_console, open_engine, print_json
 from cjlib.errors import CJError, UsageError
 from cjlib.importing import MAPPABLE_COLUMNS
-
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True)
 
 app = typer.Typer(
     help="Import human comparative-judgement decisions (No More Marking, winner/loser, …).",
@@ -112,22 +108,14 @@ def import_cmd(
         str | None,
         typer.Option("--grade-scale", help="Scale of the anchor grades (default: assignment's)."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Write one JSON object.")] = False,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            "--database-url",
-            help="SQLAlchemy URL; default CJ_DATABASE_URL, else ./data/cj.sqlite3.",
-            show_default=False,
-        ),
-    ] = None,
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Import a decision export as a new batch, score it and project grades (with --anchors).
 
     Everything is checked before anything is written; one transaction writes the batch, and
     the finalizer completes it (COMPLETE_STABLE / COMPLETED).
     """
-    from cjlib.db import get_engine, require_current_schema
     from cjlib.importing import read_judgement_file
     from cjlib.workflow.imports import import_judgements
 
@@ -135,7 +123,7 @@ def import_cmd(
         decisions = read_judgement_file(
             path, format=format, columns=parse_column_mappings(column or []), task=task
         )
-        engine = require_current_schema(get_engine(database_url))
+        engine = open_engine(database_url)
         try:
             result = import_judgements(
                 engine,
@@ -154,6 +142,6 @@ def import_cmd(
         raise typer.Exit(err.exit_code) from None
     summary = result.summary()
     if as_json:
-        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+        print_json(summary)
     else:
         _render(summary)

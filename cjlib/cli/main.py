@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from cjlib import __version__
-from cjlib.cli import anchors, batch, db, health, judgements, pipeline, workspace
+from cjlib.cli import anchors, batch, db, health, judgements, pipeline, study, workspace
 from cjlib.cli._common import console, err_console
 from cjlib.errors import CJError
 
@@ -32,6 +32,7 @@ app.add_typer(judgements.app, name="judgements")
 app.add_typer(health.app)
 app.add_typer(pipeline.app)
 app.add_typer(workspace.app)
+app.add_typer(study.app)
 
 
 @app.callback()

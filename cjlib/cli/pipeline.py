@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from cjlib.cli import _llm
 from cjlib.cli._common import BATCH_LABEL_HELP, DatabaseUrl, console, err_console
 from cjlib.defaults import (
     DEFAULT_ASSIGNMENT_ID,
@@ -41,9 +42,9 @@ def pipeline(
         int, typer.Option("--max-comparisons", help="Comparison budget (≥ 2).")
     ] = DEFAULT_MAX_COMPARISONS,
     seed: Annotated[int, typer.Option("--seed", help="Seed of judge and pairing.")] = DEFAULT_SEED,
-    judge: Annotated[str, typer.Option("--judge", help="Judge: simulated (alias mock).")] = (
-        "simulated"
-    ),
+    judge: Annotated[
+        str, typer.Option("--judge", help="Judge: simulated (alias mock), llm or replay.")
+    ] = "simulated",
     output_dir: Annotated[
         Path, typer.Option("--output-dir", help="Parent folder of the run folder.")
     ] = Path("reports/runs"),
@@ -94,6 +95,13 @@ def pipeline(
     progress: Annotated[
         bool, typer.Option("--progress", help="Show per-cell progress bars on stderr.")
     ] = False,
+    # -- LLM judge options (cjlib/cli/_llm.py), passed to notebook 02 --
+    llm_base_url: _llm.LLMBaseUrl = None,
+    llm_model: _llm.LLMModel = None,
+    prompt_template: _llm.PromptTemplateFile = None,
+    max_cost_usd: _llm.MaxCostUsd = None,
+    both_orders: _llm.BothOrders = False,
+    replay_from: _llm.ReplayFrom = None,
 ) -> None:
     """Run the four notebooks into one run folder; print the HTML report's path last.
 
@@ -107,6 +115,16 @@ def pipeline(
     if judgements is None and (anchors or task or column or format != "auto"):
         raise UsageError("--anchors, --task, --format and --column need --judgements PATH")
     notebooks = notebooks_dir()
+    extra = parse_parameters(parameter or [])
+    llm_options = {
+        "llm_base_url": llm_base_url,
+        "llm_model": llm_model,
+        "prompt_template": None if prompt_template is None else str(prompt_template),
+        "max_cost_usd": max_cost_usd,
+        "both_orders": both_orders or None,
+        "replay_from": replay_from,
+    }
+    extra.update({k: v for k, v in llm_options.items() if v is not None})
     result = run_pipeline(
         database_url=database_url,
         assignment_id=assignment_id,
@@ -122,7 +140,7 @@ def pipeline(
         judgements_task=task,
         judgements_format=format,
         judgements_columns=parse_column_mappings(column or []),
-        extra_parameters=parse_parameters(parameter or []),
+        extra_parameters=extra,
         kernel_name=kernel,
         progress=progress,
         on_notebook=lambda name: err_console.print(

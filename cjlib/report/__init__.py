@@ -7,6 +7,7 @@ tested). One module per job::
     loading      load_batch(engine, id) -> BatchRecord; stored_scores, load_true_grades
     assembly     assemble_report(frames, truth) / build_report(engine, id) -> BatchReport
     checklist    success_checklist(engine, id) -> the pass/fail lines of a healthy batch
+    design_check batch_design_reliability(report) -> SSR beside split-half and null baseline
     tables       run_summary, reliability_table, … -> DataFrames
     figures      plot_*() -> matplotlib Figures (the only module that imports matplotlib)
     limitations  limitations(report) -> the caveats, one sentence each
@@ -33,8 +34,15 @@ _EXPORTS = {
         "win_loss_counts",
     ),
     "assembly": ("BatchReport", "assemble_report", "build_report"),
+    "design_check": (
+        "REPORT_SPLITS",
+        "batch_design_reliability",
+        "design_reliability_table",
+        "inflation_sentence",
+    ),
     "checklist": ("CHECKS", "FINAL_STATE_SEQUENCE", "evaluate_checklist", "success_checklist"),
     "tables": (
+        "LLM_SECTION_MARKDOWN",
         "POSITION_CI_LEVEL",
         "accuracy_table",
         "anchor_check_table",
@@ -45,9 +53,12 @@ _EXPORTS = {
         "SPLIT_HALF_SPLITS",
         "import_table",
         "inversions_table",
+        "has_judge_calls",
         "judge_fit_table",
         "judge_misfit",
         "judge_panel_table",
+        "llm_calls_table",
+        "llm_order_table",
         "position_table",
         "reliability_table",
         "run_summary",

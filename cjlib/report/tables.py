@@ -341,6 +341,128 @@ def transitions_table(rep: BatchReport | BatchRecord) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
+# The LLM judge
+# --------------------------------------------------------------------------------------------
+
+
+#: Heading and explanation of the report's LLM section (shown only with stored calls).
+LLM_SECTION_MARKDOWN = """## LLM judge
+
+Every call to the model is stored (`cj_judge_calls`): per model as the server reported it
+and prompt template, the calls, how many gave a decision, the failed ones by error code (an
+answer outside the contract is a failed comparison, never a decision), retries, tokens and
+the estimated cost. Then position bias: the share of decisions won by the essay shown first
+(position A) with its 95 % Wilson interval; for pairs asked in both orders (`--both-orders`),
+the share where the same essay won both times (forward/reverse agreement) and the position
+effect δ on the logit scale, ½·log(n_AA / n_BB) from the pairs answered "A" twice or "B"
+twice, with its 95 % interval (0 means no position preference)."""
+
+
+def _judge_calls(engine: Engine, cj_batch_id: int) -> pd.DataFrame:
+    from cjlib.db import session_scope
+    from cjlib.db.judge_calls import judge_calls_frame
+
+    with session_scope(engine) as session:
+        return judge_calls_frame(session, cj_batch_id)
+
+
+def has_judge_calls(engine: Engine, cj_batch_id: int) -> bool:
+    """Whether the batch stored LLM judge calls (the report's LLM section is shown then)."""
+    from cjlib.db import session_scope
+    from cjlib.db.judge_calls import judge_call_summary
+
+    with session_scope(engine) as session:
+        return judge_call_summary(session, cj_batch_id).calls > 0
+
+
+def llm_calls_table(engine: Engine, cj_batch_id: int) -> pd.DataFrame:
+    """Per model (as the server reported it) and prompt template: calls, outcomes, tokens, cost.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model``, ``template`` (SHA-256 prefix), ``calls``, ``decided``, ``failed``,
+        ``retries``, ``prompt_tokens``, ``completion_tokens``, ``cost_usd`` (None when some
+        answered call had no price), ``errors`` (failed calls by error code); empty without
+        calls.
+    """
+    calls = _judge_calls(engine, cj_batch_id)
+    columns = [
+        "model", "template", "calls", "decided", "failed", "retries", "prompt_tokens",
+        "completion_tokens", "cost_usd", "errors",
+    ]  # fmt: skip
+    if calls.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for (model, template), group in calls.groupby(["model", "template_sha256"], sort=True):
+        answered = group["http_status"].between(200, 299)
+        unpriced = bool((answered & group["cost_usd"].isna()).any())
+        errors = group["error_code"].dropna().value_counts().sort_index()
+        rows.append(
+            (
+                model,
+                str(template)[:12],
+                len(group),
+                int(group["winner"].notna().sum()),
+                int(group["error_code"].notna().sum()),
+                int((group["attempts"] - 1).clip(lower=0).sum()),
+                int(group["prompt_tokens"].fillna(0).sum()),
+                int(group["completion_tokens"].fillna(0).sum()),
+                None if unpriced else float(group["cost_usd"].fillna(0.0).sum()),
+                ", ".join(f"{code} {n}" for code, n in errors.items()) or "–",
+            )
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def llm_order_table(engine: Engine, cj_batch_id: int) -> pd.DataFrame:
+    """Position bias per model, from :func:`cjlib.llm.orders.order_agreement` on stored calls.
+
+    The position-A win share (Wilson interval at :data:`POSITION_CI_LEVEL`), the
+    forward/reverse agreement of pairs asked in both orders (``--both-orders``) and the
+    position effect δ̂ = ½·log(n_AA / n_BB) on the logit scale with its interval; agreement
+    and δ̂ are "–" without pairs asked both ways.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model: ``model``, ``decisions``, ``position_a_share`` ("0.52
+        [0.45, 0.59]"), ``pairs_both_orders``, ``agreement``, ``position_effect``; empty
+        without calls.
+    """
+    from cjlib.llm.orders import order_agreement
+
+    columns = [
+        "model", "decisions", "position_a_share", "pairs_both_orders", "agreement",
+        "position_effect",
+    ]  # fmt: skip
+    calls = _judge_calls(engine, cj_batch_id)
+    if calls.empty:
+        return pd.DataFrame(columns=columns)
+    table = order_agreement(calls, level=POSITION_CI_LEVEL)
+
+    def with_interval(row: pd.Series, name: str) -> str:
+        value = row[name]
+        if pd.isna(value):
+            return "–"
+        low, high = row[f"{name}_low"], row[f"{name}_high"]
+        return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+    rows = [
+        (
+            row["model"],
+            int(row["n_decisions"]),
+            with_interval(row, "a_win_share"),
+            int(row["n_matched"]),
+            with_interval(row, "agreement"),
+            with_interval(row, "position_effect"),
+        )
+        for _, row in table.iterrows()
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+# --------------------------------------------------------------------------------------------
 # Human judging panels: the imported file, judges, split-half reliability
 # --------------------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import random
+import sys
 import threading
 import time
 from collections import Counter
@@ -107,6 +108,16 @@ class Served:
 def text_key(text: str) -> str:
     """Short SHA-256 key of an essay text (what the server logs instead of texts)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class _QuietHTTPServer(ThreadingHTTPServer):
+    """Logs a client that hung up (a cancelled request) instead of printing a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("llm test server: client %s went away", client_address)
+            return
+        super().handle_error(request, client_address)
 
 
 class LLMTestServer:
@@ -350,7 +361,7 @@ class LLMTestServer:
                     return
                 self._send(*server.handle(body, self.headers.get("Authorization")))
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="llm-test-server", daemon=True

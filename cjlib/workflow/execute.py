@@ -7,9 +7,19 @@ When to finalize (checked whenever no pair is left to judge, first match wins):
 
 * ``budget_exhausted``: ``max_comparisons`` pairs have been created and their results are in;
 * ``all_pairs_compared``: every pair of essays has been compared once (more waves would repeat);
+* ``target_grade_certainty`` (with ``target_grade_certainty=P``): every student's most
+  probable grade has probability ≥ P in a projection of the decisions so far;
+* ``target_reliability`` (with ``target_reliability=R``): a reliability the pairing design
+  cannot inflate reaches R — split-half under ``balanced`` pairing, the SSR adjusted by the
+  null baseline under ``adaptive`` / ``boundary`` (:func:`cjlib.design.honest_reliability`);
 * ``stable``: from the third wave on, every essay has at least
   :data:`~cjlib.workflow.runner.STABILITY_MIN_COMPARISONS` successful comparisons and no
   essay's θ moved more than ``stability_threshold`` logits since the previous check.
+
+Waves are paired by the strategy named ``pairing`` (:mod:`cjlib.pairing`); its
+``record()`` and the stopping targets are stored in ``processing_metadata["run"]``, so
+:func:`resume_batch` continues with the same ones, and the rule that fired with what each
+rule measured in ``processing_metadata["stopping"]``.
 
 A result that has not arrived ``callback_grace`` seconds after the last one of its turn is
 declared lost and recorded as a failed comparison (``error_code = callback_lost``); a judge
@@ -25,14 +35,15 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from cjlib.datasets import Dataset, default_dataset_dir, load_dataset
+from cjlib.datasets import ENG5_SCALE_NAME, Dataset, default_dataset_dir, load_dataset
 from cjlib.db import session_scope
+from cjlib.db.judge_calls import judge_call_summary, load_judge_calls, load_replay
 from cjlib.db.models import (
     FINAL_STATES,
     AnchorEssayReference,
@@ -44,7 +55,12 @@ from cjlib.db.models import (
     GradeProjection,
     utc_now,
 )
-from cjlib.db.queries import instructions_for
+from cjlib.db.queries import (
+    anchor_grade,
+    anchor_references,
+    grade_scale_for,
+    instructions_for,
+)
 from cjlib.db.repository import (
     create_batch_upload,
     create_processed_essays,
@@ -52,7 +68,8 @@ from cjlib.db.repository import (
     store_contents,
 )
 from cjlib.errors import BatchNotResumable, BatchRefused, NotFoundError, UsageError
-from cjlib.judges import Judge, make_judge
+from cjlib.judges import Judge, PairRequest, make_judge
+from cjlib.pairing import PairingStrategy, make_strategy
 from cjlib.workflow.finalizer import BatchFinalizer, FinalizationResult
 from cjlib.workflow.runner import STABILITY_THRESHOLD, BatchRunner, RunOptions
 
@@ -92,6 +109,7 @@ class BatchRunResult:
     run_dir: Path | None
     artefacts: Mapping[str, Path] = field(default_factory=dict)
     finalization: FinalizationResult | None = None
+    judge_calls: Mapping[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         """The run summary as plain data (what ``cj batch execute`` prints)."""
@@ -114,6 +132,7 @@ class BatchRunResult:
             "grade_projections": self.projection_count,
             "waves": self.waves,
             "run_dir": str(self.run_dir) if self.run_dir else None,
+            **({"judge_calls": dict(self.judge_calls)} if self.judge_calls else {}),
         }
 
 
@@ -229,6 +248,21 @@ def _create_batch(
         return upload.id
 
 
+def _pairing_and_stopping(
+    pairing: str, pairing_params: Mapping[str, Any] | None, targets: Mapping[str, float | None]
+) -> tuple[PairingStrategy, dict[str, float]]:
+    """The strategy and the stopping targets, checked before anything is written."""
+    from cjlib.stopping import target_grade_certainty, target_reliability
+
+    strategy = make_strategy(str(pairing).strip().lower(), **dict(pairing_params or {}))
+    chosen = {name: value for name, value in targets.items() if value is not None}
+    if "target_grade_certainty" in chosen:
+        target_grade_certainty(chosen["target_grade_certainty"])
+    if "target_reliability" in chosen:
+        target_reliability(chosen["target_reliability"], float)
+    return strategy, {k: float(v) for k, v in chosen.items()}
+
+
 def _abilities(data: Dataset) -> dict[str, float] | None:
     if data.truth is None:
         return None
@@ -237,6 +271,139 @@ def _abilities(data: Dataset) -> dict[str, float] | None:
 
 def _build_judge(name: str, data: Dataset | None, seed: int, params: Mapping[str, Any]) -> Judge:
     return make_judge(name, abilities=_abilities(data) if data else None, seed=seed, **params)
+
+
+# -- LLM and replay judges -------------------------------------------------------------------
+
+#: LLMConfig fields recorded with a batch (and given back to the judge on resume). The API key
+#: is not a field: it is read from CJ_LLM_API_KEY by every process that builds the judge.
+_LLM_RECORDED = (
+    "temperature",
+    "max_tokens",
+    "timeout_s",
+    "max_retries",
+    "backoff_base_s",
+    "backoff_max_s",
+    "max_retry_after_s",
+    "requests_per_minute",
+    "concurrency",
+    "prompt_price_per_1k",
+    "completion_price_per_1k",
+    "price_file",
+    "use_response_format",
+)
+
+
+def _judge_name(name: str) -> str:
+    return name.strip().lower()
+
+
+def _build_llm_judge(llm: Mapping[str, Any], seed: int, grade_scale: Any) -> Judge:
+    from cjlib.llm import make_llm_judge
+
+    settings = {k: v for k, v in llm.items() if v is not None}
+    return make_llm_judge(seed=seed, grade_scale=grade_scale, **settings)
+
+
+def _llm_record(judge: Any, prompt_template: str | Path | None) -> dict[str, Any]:
+    """What a batch records about its LLM judge: enough to rebuild it, never the key."""
+    config = judge.config
+    price = judge.price
+    return {
+        "base_url": config.base_url,
+        "model": config.model,
+        "prompt_template": None if prompt_template is None else str(Path(prompt_template)),
+        "template_sha256": judge.template.sha256,
+        "grade_scale": judge.grade_scale.name,
+        "settings": {name: getattr(config, name) for name in _LLM_RECORDED},
+        "price_per_1k": None
+        if price is None
+        else {"prompt": price.prompt_per_1k, "completion": price.completion_per_1k},
+    }
+
+
+def _rebuild_llm_judge(
+    record: Mapping[str, Any], seed: int, overrides: Mapping[str, Any] | None
+) -> Judge:
+    """The LLM judge a batch recorded, with ``overrides``; the template must be unchanged."""
+    settings = {
+        "base_url": record.get("base_url"),
+        "model": record.get("model"),
+        "prompt_template": record.get("prompt_template"),
+        **dict(record.get("settings") or {}),
+        **{k: v for k, v in (overrides or {}).items() if v is not None},
+    }
+    judge = _build_llm_judge(settings, seed, record.get("grade_scale") or ENG5_SCALE_NAME)
+    recorded = record.get("template_sha256")
+    if recorded and judge.template.sha256 != recorded:
+        raise UsageError(
+            f"the prompt template {settings['prompt_template'] or '(packaged default)'} is not "
+            f"the one the batch started with (SHA-256 {judge.template.sha256[:12]}… ≠ "
+            f"{recorded[:12]}…); restore it or pass --prompt-template with the original file"
+        )
+    return judge
+
+
+def _seed_costs(engine: Engine, batch_id: int, judge: Any) -> None:
+    """Add a batch's stored calls to the judge's cost tracker (a resumed run's cost cap)."""
+    costs = getattr(judge, "costs", None)
+    if costs is None:
+        return
+    with session_scope(engine) as session:
+        for call in load_judge_calls(session, batch_id):
+            costs.add_call(call)
+
+
+def _load_replay_judge(engine: Engine, replay_from: int, consumed_by: int | None = None) -> Judge:
+    """A replay judge over batch ``replay_from``'s calls.
+
+    ``consumed_by``: a replaying batch being resumed; the source calls its stored calls already
+    used are marked used, so repeated ordered pairs keep their order.
+    """
+
+    with session_scope(engine) as session:
+        judge = load_replay(session, int(replay_from), judge_id=f"replay:{int(replay_from)}")
+        done = load_judge_calls(session, consumed_by) if consumed_by is not None else []
+    for call in done:
+        judge._find(PairRequest("", call.essay_a_id, call.essay_b_id, "", ""))
+    return judge
+
+
+def _source_run(engine: Engine, batch_id: int) -> dict[str, Any]:
+    with session_scope(engine) as session:
+        upload = session.get(CJBatchUpload, int(batch_id))
+        if upload is None:
+            raise NotFoundError(
+                f"no CJ batch with id {batch_id} to replay; pass the id of a batch run with "
+                "--judge llm"
+            )
+        return dict((upload.processing_metadata or {}).get("run") or {})
+
+
+def _check_llm_options(
+    name: str,
+    judge: Any,
+    *,
+    max_cost_usd: float | None,
+    replay_from: int | None,
+) -> None:
+    if replay_from is not None and name != "replay":
+        raise UsageError("--replay-from applies to --judge replay only")
+    if name == "replay" and replay_from is None:
+        raise UsageError("--judge replay needs --replay-from CJ_BATCH_ID (the batch to replay)")
+    if max_cost_usd is None:
+        return
+    if not (isinstance(max_cost_usd, int | float) and math.isfinite(max_cost_usd)) or (
+        max_cost_usd <= 0
+    ):
+        raise UsageError(f"--max-cost-usd must be a number > 0, not {max_cost_usd!r}")
+    if getattr(judge, "costs", None) is None:
+        raise UsageError("--max-cost-usd applies to --judge llm only")
+    if getattr(judge, "price", None) is None:
+        raise UsageError(
+            f"--max-cost-usd needs prices, and model {judge.config.model!r} is not in the price "
+            "table; pass --llm-price-prompt and --llm-price-completion (USD per 1k tokens)"
+        )
 
 
 def _deadline(await_completion: bool, completion_timeout: float) -> float:
@@ -294,6 +461,14 @@ def execute_batch(
     on_progress: Callable[[int, int], None] | None = None,
     finalize: bool = True,
     projections_csv: bool = True,
+    pairing: str = "balanced",
+    pairing_params: Mapping[str, Any] | None = None,
+    target_reliability: float | None = None,
+    target_grade_certainty: float | None = None,
+    llm: Mapping[str, Any] | None = None,
+    max_cost_usd: float | None = None,
+    both_orders: bool | None = None,
+    replay_from: int | None = None,
 ) -> BatchRunResult:
     """Run one CJ batch for ``assignment_id`` from creation to completed projections.
 
@@ -308,7 +483,9 @@ def execute_batch(
     max_comparisons : int
         Budget: at most this many pairs are created (≥ 2).
     judge : str
-        ``simulated`` (alias ``mock``): decides from the data set's latent abilities.
+        ``simulated`` (alias ``mock``): decides from the data set's latent abilities; ``llm``:
+        an OpenAI-compatible server (settings in ``llm``, key from ``CJ_LLM_API_KEY``);
+        ``replay``: the stored answers of batch ``replay_from``, no server.
     seed : int
         Seed of the judge and the pairing.
     dataset : path, optional
@@ -342,20 +519,72 @@ def execute_batch(
     projections_csv : bool
         Write ``grade_projections.csv`` with the artefacts; the pipeline passes False because
         its notebook 03 snapshot writes it.
+    pairing : str
+        Pairing strategy, a name in :data:`cjlib.pairing.PAIRING_STRATEGIES` (``balanced``,
+        ``adaptive``, ``boundary``).
+    pairing_params : mapping, optional
+        The strategy's parameters (e.g. ``{"min_comparisons": 3}``).
+    target_reliability : float, optional
+        Stop once the reliability the design cannot inflate reaches it (in (0, 1]).
+    target_grade_certainty : float, optional
+        Stop once every student's most probable grade has at least this probability.
+    llm : mapping, optional
+        For ``judge="llm"``: ``base_url``, ``model`` (default ``CJ_LLM_BASE_URL``/
+        ``CJ_LLM_MODEL``), ``prompt_template`` (a file; default the packaged ENG5 one) and
+        further :class:`~cjlib.llm.settings.LLMConfig` fields (``temperature``,
+        ``concurrency``, ``requests_per_minute``, ``prompt_price_per_1k``,
+        ``completion_price_per_1k`` …). Recorded with the batch (never the key) so that
+        :func:`resume_batch` rebuilds the same judge.
+    max_cost_usd : float, optional
+        LLM judge only: stop submitting pairs when the cost estimate would pass this; the
+        batch finalizes what was decided with completion reason ``max_cost``.
+    both_orders : bool, optional
+        Send every pair as AB and BA, each its own comparison (both count against the
+        budget). Default False; for ``replay``, the replayed batch's setting.
+    replay_from : int, optional
+        For ``judge="replay"``: the batch whose stored LLM answers decide this one.
 
     Raises
     ------
     BatchRefused
         Before anything is written: no instructions or anchors, budget < 2, < 2 students.
+    UsageError
+        Before anything is written: an unknown pairing strategy or parameter, a target
+        outside (0, 1].
     CompletionTimeout
         The deadline passed; the batch stays in WAITING_CALLBACKS.
     FinalizationError
         Finalization failed; the batch is FAILED with the reason.
     """
+    strategy, targets = _pairing_and_stopping(
+        pairing, pairing_params,
+        {"target_reliability": target_reliability,
+         "target_grade_certainty": target_grade_certainty},
+    )  # fmt: skip
     refs, anchor_texts, data = _validate_and_load(engine, assignment_id, max_comparisons, dataset)
+    name = _judge_name(judge)
     params = {**DEFAULT_JUDGE_PARAMS, **(judge_params or {})}
-    judge_impl = _build_judge(judge, data, seed, params)
-    concurrency = concurrency or DEFAULT_CONCURRENCY.get(judge, FALLBACK_CONCURRENCY)
+    llm_record = None
+    if name == "llm":
+        params = {}
+        judge_impl = _build_llm_judge(llm or {}, seed, data.grade_scale)
+        llm_record = _llm_record(judge_impl, (llm or {}).get("prompt_template"))
+        concurrency = concurrency or judge_impl.config.concurrency
+    elif name == "replay":
+        params = {}
+        if replay_from is None:
+            raise UsageError("--judge replay needs --replay-from CJ_BATCH_ID (the batch to replay)")
+        source = _source_run(engine, replay_from)
+        judge_impl = _load_replay_judge(engine, replay_from)
+        if both_orders is None:
+            both_orders = bool(source.get("both_orders"))
+    else:
+        if llm:
+            raise UsageError("LLM settings (--llm-…, --prompt-template) apply to --judge llm only")
+        judge_impl = _build_judge(judge, data, seed, params)
+    _check_llm_options(name, judge_impl, max_cost_usd=max_cost_usd, replay_from=replay_from)
+    both_orders = bool(both_orders)
+    concurrency = concurrency or DEFAULT_CONCURRENCY.get(name, FALLBACK_CONCURRENCY)
     run_params = {
         "judge": judge,
         "judge_id": judge_impl.judge_id,
@@ -367,6 +596,12 @@ def execute_batch(
         "callback_grace": callback_grace,
         "wave_size": wave_size,
         "concurrency": concurrency,
+        "pairing": strategy.record(),
+        "stopping": targets,
+        "both_orders": both_orders,
+        "max_cost_usd": max_cost_usd,
+        "replay_from": replay_from,
+        "llm": llm_record,
     }
     batch_id = _create_batch(
         engine,
@@ -391,11 +626,17 @@ def execute_batch(
         callback_grace=callback_grace,
         deadline=_deadline(await_completion, completion_timeout),
         concurrency=concurrency,
+        pairing=strategy,
+        **targets,
+        max_cost_usd=max_cost_usd,
+        both_orders=both_orders,
     )
     with _ProgressBar(max_comparisons, enabled=progress, callback=on_progress) as bar:
         outcome = BatchRunner(
             engine, batch_id, judge_impl, texts=texts, anchors=anchor_texts, options=options,
             prompt=data.prompt, on_progress=bar.update,
+            anchor_grades={ref.anchor_label: ref.grade for ref in refs},
+            grade_scale=refs[0].grade_scale,
         ).run()  # fmt: skip
     if not finalize:
         return _result(engine, batch_id, outcome.waves, None, {}, None,
@@ -425,6 +666,8 @@ class _Resumable:
     texts: dict[str, str]
     anchors: list[str]
     prompt: str | None
+    anchor_grades: dict[str, str]
+    grade_scale: str | None
 
 
 def _load_resumable(engine: Engine, batch_id: int) -> _Resumable:
@@ -438,20 +681,45 @@ def _load_resumable(engine: Engine, batch_id: int) -> _Resumable:
                 CJProcessedEssay.els_essay_id,
                 CJProcessedEssay.assessment_input_text,
                 CJProcessedEssay.is_anchor,
+                CJProcessedEssay.processing_metadata,
             ).where(CJProcessedEssay.cj_batch_id == batch_id)
         ).all()
         instructions = instructions_for(session, upload.assignment_id)
+        scale = grade_scale_for(session, upload.assignment_id, upload.processing_metadata)
+        references = anchor_references(session, upload.assignment_id, scale)
+        grades = {
+            essay_id: anchor_grade(essay_id, True, meta, references)
+            for essay_id, _, is_anchor, meta in rows
+            if is_anchor
+        }
         return _Resumable(
             upload=upload,
             state=state.state if state is not None else CoreCJState.FAILED,
-            texts={essay_id: text for essay_id, text, _ in rows},
-            anchors=[essay_id for essay_id, _, is_anchor in rows if is_anchor],
+            texts={essay_id: text for essay_id, text, _, _ in rows},
+            anchors=[essay_id for essay_id, _, is_anchor, _ in rows if is_anchor],
             prompt=instructions.student_prompt_text if instructions else None,
+            anchor_grades={k: v for k, v in grades.items() if v is not None},
+            grade_scale=scale,
         )
 
 
-def _resume_judge(run: Mapping[str, Any], judge: str | None) -> tuple[Judge, str]:
-    name = judge or run.get("judge") or "simulated"
+def _resume_judge(
+    engine: Engine,
+    batch_id: int,
+    run: Mapping[str, Any],
+    judge: str | None,
+    llm: Mapping[str, Any] | None = None,
+) -> tuple[Judge, str]:
+    name = _judge_name(judge or run.get("judge") or "simulated")
+    seed = int(run.get("seed") or 0)
+    if name == "llm":
+        judge_impl = _rebuild_llm_judge(run.get("llm") or {}, seed, llm)
+        _seed_costs(engine, batch_id, judge_impl)
+        return judge_impl, name
+    if name == "replay":
+        if run.get("replay_from") is None:
+            raise UsageError(f"batch {batch_id} recorded no batch to replay; resume with --judge")
+        return _load_replay_judge(engine, run["replay_from"], consumed_by=batch_id), name
     data = None
     if run.get("dataset"):
         folder = Path(run["dataset"])
@@ -476,12 +744,15 @@ def resume_batch(
     output_dir: str | Path | None = None,
     stale_after: float | None = None,
     finalize_now: bool = False,
+    llm: Mapping[str, Any] | None = None,
 ) -> BatchRunResult:
     """Continue a batch a crash left in INITIALIZING, GENERATING_PAIRS or WAITING_CALLBACKS.
 
     Pairs with a result are never sent again; pairs sent without a result by a worker that is
     gone are sent again with the same correlation id; the waves continue to the budget or a
-    stopping rule, then the batch is finalized. Several processes may resume one batch at
+    stopping rule, then the batch is finalized. The pairing strategy and stopping targets are
+    rebuilt from the batch's ``processing_metadata["run"]`` (a batch recorded before they
+    existed continues ``balanced``, without targets). Several processes may resume one batch at
     once on PostgreSQL: they share the remaining pairs and exactly one finalizes.
 
     Parameters
@@ -499,6 +770,11 @@ def resume_batch(
     finalize_now : bool
         Send nothing more: finalize what was decided, with completion reason
         ``interrupted``.
+    llm : mapping, optional
+        Overrides of the LLM settings the batch recorded (e.g. another ``base_url``); an LLM
+        batch is otherwise resumed with its recorded server, model, template (checked by its
+        SHA-256), sampling settings and prices, and the key from ``CJ_LLM_API_KEY``. The cost
+        cap counts the calls already stored.
 
     Returns
     -------
@@ -526,7 +802,11 @@ def resume_batch(
     waves = 0
     reason = "interrupted"
     if not finalize_now:
-        judge_impl, name = _resume_judge(run, judge)
+        judge_impl, name = _resume_judge(engine, cj_batch_id, run, judge, llm)
+        recorded = run.get("pairing") or {"name": "balanced", "params": {}}
+        strategy, targets = _pairing_and_stopping(
+            recorded.get("name", "balanced"), recorded.get("params"), run.get("stopping") or {}
+        )
         options = RunOptions(
             max_comparisons=int(run.get("max_comparisons") or 0),
             seed=int(run.get("seed") or 0),
@@ -537,11 +817,16 @@ def resume_batch(
             concurrency=concurrency
             or int(run.get("concurrency") or DEFAULT_CONCURRENCY.get(name, FALLBACK_CONCURRENCY)),
             **({"stale_after": stale_after} if stale_after is not None else {}),
+            pairing=strategy,
+            **targets,
+            max_cost_usd=run.get("max_cost_usd") if name == "llm" else None,
+            both_orders=bool(run.get("both_orders")),
         )
         _record_resume(engine, cj_batch_id)
         outcome = BatchRunner(
             engine, cj_batch_id, judge_impl, texts=batch.texts, anchors=batch.anchors,
-            options=options, prompt=batch.prompt,
+            options=options, prompt=batch.prompt, anchor_grades=batch.anchor_grades,
+            grade_scale=batch.grade_scale,
         ).run()  # fmt: skip
         waves = outcome.waves
         if outcome.already_final:
@@ -623,6 +908,7 @@ def _result(
         projections = session.scalar(
             select(func.count()).where(GradeProjection.cj_batch_id == batch_id)
         )
+        calls = judge_call_summary(session, batch_id)
         return BatchRunResult(
             cj_batch_id=batch_id,
             bos_batch_id=upload.bos_batch_id,
@@ -644,4 +930,5 @@ def _result(
             run_dir=run_dir,
             artefacts=dict(artefacts),
             finalization=finalization,
+            judge_calls=asdict(calls) if calls.calls else None,
         )

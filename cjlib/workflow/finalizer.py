@@ -44,7 +44,8 @@ from cjlib.errors import (
     ProjectionUnavailable,
 )
 from cjlib.projection import Projection, project_grades, scored_anchors
-from cjlib.scoring import BTResult, fit_bradley_terry
+from cjlib.reliability import split_half
+from cjlib.scoring import DEFAULT_METHOD, BTResult, fit_bradley_terry
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,11 @@ log = logging.getLogger(__name__)
 #: where the MLE would put them and keeps the others finite. 0.03 gave the best-calibrated
 #: projections in the simulation study of docs/projection.md (mean ECE 0.062 vs 0.074 at 0.01).
 FALLBACK_ALPHA = 0.03
+#: Split-half reliability is computed at finalization up to this many essays (each split
+#: fits the model twice); above it the report computes it on demand.
+SPLIT_HALF_MAX_ESSAYS = 3000
+#: Random splits of the split-half reliability stored with a batch.
+SPLIT_HALF_SPLITS = 20
 
 #: Why a batch was finalized. ``interrupted``: finalized after a crash without finishing its
 #: waves (``cj batch resume --finalize-now``, or a hand-called finalizer with budget left);
@@ -99,14 +105,44 @@ class FinalizationResult:
     scored_essays: int = 0
     reliability: float | None = None
     bt_alpha: float | None = None
+    bt_method: str | None = None
 
 
-def _fit(comparisons: pd.DataFrame) -> tuple[BTResult, float]:
+def _fit(comparisons: pd.DataFrame, method: str | None = None) -> tuple[BTResult, str]:
+    """The batch's BT fit with ``method`` (default: the library's, Firth) and why it was used.
+
+    Firth's estimate exists whenever the comparisons connect the essays, including essays that
+    won or lost everything (36% of published real sessions have one); only comparisons in
+    separate groups fall back to ridge, which then says so.
+    """
+    method = method or DEFAULT_METHOD
     try:
-        return fit_bradley_terry(comparisons, alpha=0.0), 0.0
+        bt = fit_bradley_terry(comparisons, method=method)
     except DisconnectedComparisonsError as err:
-        log.info("plain MLE does not exist (%s); refitting with alpha=%s", err, FALLBACK_ALPHA)
-        return fit_bradley_terry(comparisons, alpha=FALLBACK_ALPHA), FALLBACK_ALPHA
+        if method == "ridge":
+            raise
+        log.info("%s fit impossible (%s); refitting ridge alpha=%s", method, err, FALLBACK_ALPHA)
+        bt = fit_bradley_terry(comparisons, method="ridge", alpha=FALLBACK_ALPHA)
+        return bt, f"{method} impossible (essays in unconnected groups): ridge α={FALLBACK_ALPHA}"
+    reason = "the library default (see docs/scoring.md)" if method == DEFAULT_METHOD else "asked"
+    return bt, reason
+
+
+def _split_half(comparisons: pd.DataFrame, n_essays: int) -> dict[str, Any] | None:
+    """Split-half reliability stored with the batch, or None when too large or impossible."""
+    if n_essays > SPLIT_HALF_MAX_ESSAYS:
+        return None
+    try:
+        result = split_half(comparisons, n_splits=SPLIT_HALF_SPLITS, seed=0)
+    except (ValueError, CJError) as err:
+        log.info("split-half reliability not computed: %s", err)
+        return None
+    return {
+        "median": _finite(result.median),
+        "spearman_brown": _finite(result.spearman_brown),
+        "split_by": result.split_by,
+        "n_splits": len(result.correlations),
+    }
 
 
 class BatchFinalizer:
@@ -116,13 +152,23 @@ class BatchFinalizer:
     ----------
     engine : Engine
         From :func:`cjlib.db.get_engine`.
+    method : str, optional
+        Bradley–Terry estimator (:data:`cjlib.scoring.METHODS`); default the library's
+        (:data:`cjlib.scoring.DEFAULT_METHOD`, chosen by the study in docs/scoring.md).
     fault_hook : callable, optional
         Called with each step name of :data:`STEPS` before that step runs; tests raise from it
         to prove that a failure at any step leaves nothing half-written.
     """
 
-    def __init__(self, engine: Engine, *, fault_hook: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        method: str | None = None,
+        fault_hook: Callable[[str], None] | None = None,
+    ):
         self.engine = engine
+        self.method = method
         self._fault_hook = fault_hook
 
     def _step(self, name: str) -> None:
@@ -195,7 +241,7 @@ class BatchFinalizer:
         essays = session.scalars(
             select(CJProcessedEssay).where(CJProcessedEssay.cj_batch_id == batch_id)
         ).all()
-        bt, alpha = _fit_batch(session, batch_id)
+        bt, method_reason, split = _fit_batch(session, batch_id, self.method)
 
         self._step("store_scores")
         _store_scores(essays, bt.scores)
@@ -216,7 +262,7 @@ class BatchFinalizer:
         upload.completed_at = now
         upload.processing_metadata = {
             **(upload.processing_metadata or {}),
-            **_completion_metadata(essays, bt, alpha, outcome, completion_reason),
+            **_completion_metadata(essays, bt, method_reason, split, outcome, completion_reason),
         }
         record_state_transition(
             session, batch_id, CoreCJState.COMPLETED,
@@ -235,7 +281,8 @@ class BatchFinalizer:
             projection_unavailable_reason=outcome.unavailable_reason,
             scored_essays=len(bt.scores),
             reliability=_finite(bt.reliability),
-            bt_alpha=alpha,
+            bt_alpha=bt.alpha,
+            bt_method=bt.method,
         )
 
     def _mark_failed(self, batch_id: int, err: BaseException) -> None:
@@ -303,14 +350,17 @@ def _close_pending_pairs(session: Session, state: CJBatchState) -> None:
         log.warning("batch %s: %d pending pairs closed as failed", state.batch_id, closed)
 
 
-def _fit_batch(session: Session, batch_id: int) -> tuple[BTResult, float]:
+def _fit_batch(
+    session: Session, batch_id: int, method: str | None
+) -> tuple[BTResult, str, dict[str, Any] | None]:
     comparisons = decided_comparisons(session, batch_id)
     if comparisons.empty:
         raise FinalizationError(
             f"batch {batch_id} has no successful comparisons to score; "
             "check the judge's errors with `cj batch inspect`"
         )
-    return _fit(comparisons)
+    bt, reason = _fit(comparisons, method)
+    return bt, reason, _split_half(comparisons, len(bt.scores))
 
 
 def _store_scores(essays: Sequence[CJProcessedEssay], scores: pd.DataFrame) -> None:
@@ -386,15 +436,24 @@ def _store_projections(
 def _completion_metadata(
     essays: Sequence[CJProcessedEssay],
     bt: BTResult,
-    alpha: float,
+    method_reason: str,
+    split: dict[str, Any] | None,
     outcome: _ProjectionOutcome,
     completion_reason: str,
 ) -> dict[str, Any]:
     """What the finalizer adds to the upload's ``processing_metadata``."""
     unavailable = outcome.unavailable
+    misfit = bt.judges.index[bt.judges["misfit"]].tolist() if "misfit" in bt.judges else []
     meta: dict[str, Any] = {
         "completion_reason": completion_reason,
-        "bt_alpha": alpha,
+        "bt_method": bt.method,
+        "bt_method_reason": method_reason,
+        "bt_alpha": bt.alpha,
+        "reliability_name": bt.reliability_name,
+        "sep_g": _finite(bt.sep_g),
+        "sep_g_sirt": _finite(bt.sep_g_sirt),
+        "split_half": split,
+        "misfit_judges": [str(j) for j in misfit],
         "bt_engine": bt.engine,
         "bt_se_method": bt.se_method,
         "bt_connected": bool(bt.connected),

@@ -67,13 +67,13 @@ from cjlib.defaults import DEFAULT_GRADE_SCALE
 from cjlib.errors import DatasetError, JudgementFileError, UsageError
 from cjlib.grades import GradeScale, get_grade_scale
 from cjlib.importing import JudgementFile, read_anchor_grades, read_judgement_file
+from cjlib.scoring import METHODS
 from cjlib.workflow.finalizer import BatchFinalizer, FinalizationResult
 
 log = logging.getLogger(__name__)
 
-#: Completion reason the finalizer records for an imported batch: every decision of the file
-#: (its whole "budget") is in. The finalizer accepts only its three reasons.
-IMPORT_COMPLETION_REASON = "budget_exhausted"
+#: Completion reason the finalizer records for an imported batch.
+IMPORT_COMPLETION_REASON = "imported"
 
 _MAX_LISTED = 5
 
@@ -275,11 +275,8 @@ def _plan(
     grade_scale: str | None,
     method: str | None,
 ) -> _Plan:
-    if method is not None:
-        raise UsageError(
-            f"method {method!r}: the finalizer of this cjlib fits the maximum-likelihood BT "
-            "model (ridge α = 0.03 when the MLE does not exist) and takes no method; drop it"
-        )
+    if method is not None and method not in METHODS:
+        raise UsageError(f"method {method!r}: choose one of {', '.join(METHODS)}")
     _check_labels(assignment_id, course_id, batch_label)
     if isinstance(decisions, JudgementFile):
         source, frame, task = str(decisions.path), decisions.decisions, decisions.task
@@ -576,7 +573,7 @@ def import_judgements(
     )
     written = time.perf_counter()
     log.info("import %s: batch %s written, finalizing", plan.source, batch_id)
-    finalization = BatchFinalizer(engine).finalize_scoring(
+    finalization = BatchFinalizer(engine, method=method).finalize_scoring(
         batch_id, completion_reason=IMPORT_COMPLETION_REASON
     )
     seconds = {

@@ -7,7 +7,15 @@ callback arriving from outside, far too slow for a runner deciding thousands of 
 
 - only pairs still pending are updated (a duplicate or a result for a decided pair changes
   nothing), and a result arriving after the batch is final is dropped as late;
-- the counters move by exactly the rows updated, so they always equal the rows.
+- the counters move by exactly the rows updated, so they always equal the rows;
+- the audit record of an LLM (or replayed) result, ``JudgeResult.call``, is inserted into
+  ``cj_judge_calls`` in the same transaction as its pair's update, and only for results that
+  were applied. The call of a result that changed nothing (a duplicate answer, e.g. a pair
+  re-sent by a second worker after the first was presumed dead, or a late one after the
+  batch is final) is dropped and counted in ``counts.calls_dropped``: so each decided pair has
+  exactly the one call that decided it, and a replay of the batch gives the same decisions.
+  (The dropped call's tokens were still spent; they stay in the judge's in-memory cost total
+  of that run and are logged.)
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select, update
 
 from cjlib.db import session_scope
+from cjlib.db.judge_calls import record_judge_calls
 from cjlib.db.models import FINAL_STATES, CJComparisonPair, ComparisonWinner, utc_now
 from cjlib.db.repository import lock_batch_state
 from cjlib.judges import JudgeResult
@@ -42,6 +51,8 @@ class WriteCounts:
     failed: int = 0
     duplicates: int = 0
     late: int = 0
+    calls_stored: int = 0
+    calls_dropped: int = 0
 
 
 def _values(result: JudgeResult, judge_id: str | None) -> dict:
@@ -114,11 +125,19 @@ class ResultWriter:
             self.on_applied(applied)
         return applied
 
+    def _drop_calls(self, results) -> None:
+        dropped = sum(1 for r in results if r.call is not None)
+        if dropped:
+            self.counts.calls_dropped += dropped
+            log.info("batch %s: %d judge call(s) of results that changed nothing not stored",
+                     self.batch_id, dropped)  # fmt: skip
+
     def _write(self, results: dict[str, JudgeResult]) -> int:
         with session_scope(self.engine) as session:
             state = lock_batch_state(session, self.batch_id)
             if state.state in FINAL_STATES:
                 self.counts.late += len(results)
+                self._drop_calls(results.values())
                 log.warning("batch %s is final: %d results dropped as late", self.batch_id,
                             len(results))  # fmt: skip
                 return 0
@@ -134,6 +153,7 @@ class ResultWriter:
                 ).all()
                 pending.update({rid: pair_id for rid, pair_id in rows})
             self.counts.duplicates += len(results) - len(pending)
+            self._drop_calls(r for rid, r in results.items() if rid not in pending)
             if not pending:
                 return 0
             now = utc_now()
@@ -142,11 +162,14 @@ class ResultWriter:
                 for rid, pair_id in pending.items()
             ]
             session.execute(update(CJComparisonPair), rows)
+            calls = [results[rid].call for rid in pending if results[rid].call is not None]
+            stored = record_judge_calls(session, calls)
             failed = sum(1 for rid in pending if results[rid].winner is None)
             state.completed_comparisons += len(pending) - failed
             state.failed_comparisons += failed
             state.last_activity_at = now
         self.counts.applied += len(pending)
+        self.counts.calls_stored += stored
         self.counts.decided += len(pending) - failed
         self.counts.failed += failed
         return len(pending)

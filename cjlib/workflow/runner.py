@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
 import math
 import time
@@ -30,10 +31,24 @@ from cjlib.db import session_scope
 from cjlib.db.models import CJComparisonPair, CoreCJState, utc_now
 from cjlib.db.queries import decided_comparisons
 from cjlib.db.repository import lock_batch_state, record_state_transition
-from cjlib.errors import CompletionTimeout
+from cjlib.errors import CJError, CompletionTimeout, JudgeAuthError
+from cjlib.grades import ENG5_LEGACY
 from cjlib.judges import Judge, JudgeResult, PairRequest
-from cjlib.pairing import PairingState, all_pairs_seen, next_wave
-from cjlib.scoring import fit_bradley_terry
+from cjlib.pairing import (
+    BalancedPairing,
+    Estimates,
+    PairingState,
+    PairingStrategy,
+    all_pairs_seen,
+)
+from cjlib.scoring import BTResult, fit_bradley_terry
+from cjlib.stopping import (
+    Progress,
+    StoppingRule,
+    first_reason,
+    target_grade_certainty,
+    target_reliability,
+)
 from cjlib.workflow.results import ResultWriter
 from cjlib.workflow.workers import (
     STALE_AFTER_SECONDS,
@@ -59,6 +74,11 @@ JUDGE_EXCEPTION = "judge_exception"
 CALLBACK_LOST = "callback_lost"
 #: Seconds between polls while other workers finish their claims.
 _POLL_SECONDS = 0.2
+#: Error codes after which no further request can succeed (a missing or rejected API key):
+#: the run stops at the first one instead of failing every pair with it.
+FATAL_ERROR_CODES = frozenset({"auth_error"})
+#: Completion reason when the cost cap stopped the run.
+MAX_COST = "max_cost"
 
 
 @dataclass(frozen=True)
@@ -83,6 +103,24 @@ class RunOptions:
         Judge requests in flight at once (thread pool or asyncio tasks).
     stale_after : float
         Seconds of silence after which another worker counts as dead.
+    pairing : PairingStrategy
+        How each wave is paired (default ``balanced``); a strategy that ``uses_estimates`` gets
+        a Bradley–Terry fit of the decisions so far before each wave, with the grade
+        boundaries of the anchors' projection when it ``uses_boundaries``.
+    target_reliability : float or None
+        Stop (reason ``target_reliability``) once the reliability the design cannot inflate
+        reaches this (:func:`cjlib.design.honest_reliability`: split-half under ``balanced``,
+        the null-adjusted SSR under ``adaptive`` / ``boundary``).
+    target_grade_certainty : float or None
+        Stop (reason ``target_grade_certainty``) once every student's most probable grade has
+        at least this probability.
+    max_cost_usd : float or None
+        Stop submitting pairs once the judge's cost estimate (``judge.costs``, a
+        :class:`~cjlib.llm.costs.CostTracker`) would pass this; the batch then finalizes
+        with completion reason ``max_cost``. Checked before each turn for all its pairs.
+    both_orders : bool
+        Each generated pair is also sent mirrored (BA), in the same wave, as its own pair;
+        both count against ``max_comparisons``.
     """
 
     max_comparisons: int
@@ -93,6 +131,11 @@ class RunOptions:
     deadline: float = math.inf
     concurrency: int = 4
     stale_after: float = STALE_AFTER_SECONDS
+    pairing: PairingStrategy = field(default_factory=BalancedPairing)
+    target_reliability: float | None = None
+    target_grade_certainty: float | None = None
+    max_cost_usd: float | None = None
+    both_orders: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,15 +188,50 @@ async def _judge_async(
 ) -> None:
     semaphore = asyncio.Semaphore(concurrency)
 
+    stopped = False
+
     async def one(request: PairRequest) -> None:
+        nonlocal stopped
         async with semaphore:
+            # A request that was waiting when the sink stopped the run (a rejected key) is
+            # not sent: the cancellation below may reach it only after it got the semaphore.
+            if stopped:
+                return
             try:
                 result = await judge.ajudge(request)  # type: ignore[attr-defined]
             except Exception as err:  # a failed comparison carrying the error
                 result = _failed_result(request, err)
-        sink(result)
+        try:
+            sink(result)
+        except BaseException:
+            stopped = True
+            raise
 
-    await asyncio.gather(*(one(r) for r in requests))
+    tasks = [asyncio.ensure_future(one(r)) for r in requests]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        # After a sink error (a fatal judge answer) or a timeout, no other request may
+        # finish into the sink: cancel them before the client goes away.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # An HTTP judge keeps one client per event loop; this loop ends with the turn.
+        aclose = getattr(judge, "aclose", None)
+        if inspect.iscoroutinefunction(aclose):
+            await aclose()
+
+
+def _run_coroutine(coroutine) -> None:
+    """``asyncio.run``, also where this thread already runs a loop (a Jupyter kernel)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coroutine)
+        return
+    # asyncio.run refuses to nest: run on a fresh loop in a helper thread and wait for it.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cj-judge-loop") as pool:
+        pool.submit(asyncio.run, coroutine).result()
 
 
 def judge_requests(
@@ -186,10 +264,9 @@ def judge_requests(
     if inspect.iscoroutinefunction(getattr(judge, "ajudge", None)):
         remaining = deadline - time.monotonic()
         coroutine = _judge_async(judge, requests, concurrency, sink)
-        if math.isinf(remaining):
-            asyncio.run(coroutine)
-        else:
-            asyncio.run(asyncio.wait_for(coroutine, max(remaining, 0.0)))
+        if not math.isinf(remaining):
+            coroutine = asyncio.wait_for(coroutine, max(remaining, 0.0))
+        _run_coroutine(coroutine)
         return
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cj-judge") as pool:
         pending = {pool.submit(_judge_one, judge, r) for r in requests}
@@ -221,6 +298,11 @@ class BatchRunner:
         The assignment prompt passed to the judge.
     on_progress : callable, optional
         Called with (results recorded, budget) after each write.
+    anchor_grades : mapping of str to str, optional
+        Anchor id → expert grade on ``grade_scale``: ``boundary`` pairing and the
+        grade-certainty rule project grades between waves.
+    grade_scale : str, optional
+        The anchors' grade scale.
     """
 
     def __init__(
@@ -234,6 +316,8 @@ class BatchRunner:
         options: RunOptions,
         prompt: str | None = None,
         on_progress: Callable[[int, int], None] | None = None,
+        anchor_grades: Mapping[str, str] | None = None,
+        grade_scale: str | None = None,
     ):
         self.engine, self.batch_id, self.judge = engine, batch_id, judge
         self.texts, self.anchors = dict(texts), frozenset(anchors)
@@ -245,6 +329,12 @@ class BatchRunner:
         self._last_pair_id = 0
         self._previous_theta: pd.Series | None = None
         self._waves = 0
+        self.anchor_grades = dict(anchor_grades or {})
+        self.grade_scale = grade_scale
+        self._fit_cache: tuple[int, pd.DataFrame, BTResult | None] | None = None
+        self._rules = self._stopping_rules()
+        #: The last value each stopping rule measured (stored with the batch when one fires).
+        self.measured: dict[str, float] = {}
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -289,7 +379,9 @@ class BatchRunner:
             state = lock_batch_state(session, self.batch_id)
             if state.state.value in ("COMPLETED", "FAILED", "CANCELLED", "SCORING"):
                 return _Turn(already_final=True)
-            per_turn = self._wave_size()
+            per_turn = self._affordable(self._wave_size() * self._orders())
+            if per_turn == 0:
+                return self._stop(state, MAX_COST, session)
             claimed = claim_pairs(session, worker, per_turn, stale_after=self.options.stale_after)
             if claimed:
                 return _Turn(claimed=claimed)
@@ -298,16 +390,40 @@ class BatchRunner:
             self._refresh_pairing(session)
             reason = self._stop_reason(session, state.total_comparisons)
             if reason is not None:
-                if state.state is CoreCJState.GENERATING_PAIRS:
-                    record_state_transition(
-                        session, self.batch_id, CoreCJState.WAITING_CALLBACKS,
-                        reason="no more pairs", state_row=state,
-                    )  # fmt: skip
-                return _Turn(reason=reason)
-            return _Turn(claimed=self._generate_wave(session, state, worker))
+                return self._stop(state, reason, session)
+            return _Turn(claimed=self._generate_wave(session, state, worker, per_turn))
+
+    def _stop(self, state, reason: str, session=None) -> _Turn:
+        if session is not None and state.state is CoreCJState.GENERATING_PAIRS:
+            record_state_transition(
+                session, self.batch_id, CoreCJState.WAITING_CALLBACKS,
+                reason="no more pairs", state_row=state,
+            )  # fmt: skip
+        if reason == MAX_COST:
+            log.warning("batch %s: stopped submitting pairs, the cost estimate would pass "
+                        "--max-cost-usd %s", self.batch_id, self.options.max_cost_usd)  # fmt: skip
+        return _Turn(reason=reason)
 
     def _wave_size(self) -> int:
-        return self.options.wave_size or max(1, len(self.essay_ids) // 2)
+        return self.options.wave_size or self.options.pairing.wave_size(len(self.essay_ids))
+
+    def _orders(self) -> int:
+        return 2 if self.options.both_orders else 1
+
+    def _affordable(self, wanted: int) -> int:
+        """How many of ``wanted`` requests the cost cap still allows (all without a cap).
+
+        The estimate of the next calls is the mean cost per call so far
+        (:meth:`~cjlib.llm.costs.CostTracker.would_exceed`), so the first turn always runs.
+        With both orders the count is rounded down to whole AB/BA couples.
+        """
+        costs = getattr(self.judge, "costs", None)
+        if self.options.max_cost_usd is None or costs is None:
+            return wanted
+        n = wanted
+        while n > 0 and costs.would_exceed(self.options.max_cost_usd, more_calls=n):
+            n -= 1
+        return n - n % self._orders()
 
     def _refresh_pairing(self, session) -> None:
         """Add pairs created since the last look (by any worker) to the pairing state."""
@@ -328,13 +444,118 @@ class BatchRunner:
             self._last_pair_id = pair_id
 
     def _stop_reason(self, session, total: int) -> str | None:
-        if total >= self.options.max_comparisons:
+        # With both orders a pair needs two comparisons of the budget.
+        if total + self._orders() > self.options.max_comparisons:
             return "budget_exhausted"
         if all_pairs_seen(self.essay_ids, self._pairing):
             return "all_pairs_compared"
+        reason = self._target_reason(session)
+        if reason is not None:
+            return reason
         if self._stable(session):
             return "stable"
         return None
+
+    # -- stopping rules and estimates between waves -----------------------------------------
+
+    def _stopping_rules(self) -> list[StoppingRule]:
+        from cjlib.design import honest_reliability
+
+        rules: list[StoppingRule] = []
+        options = self.options
+        if options.target_grade_certainty is not None:
+            rules.append(target_grade_certainty(options.target_grade_certainty))
+        if options.target_reliability is not None:
+            fn = honest_reliability(
+                options.pairing, self.essay_ids, seed=options.seed,
+                anchor_grades=self.anchor_grades, scale=self.grade_scale or ENG5_LEGACY,
+                alpha=STABILITY_ALPHA, gate=options.target_reliability,
+            )  # fmt: skip
+            # A split-half of a handful of decisions is noise: wait for one full round.
+            rules.append(target_reliability(options.target_reliability, fn,
+                                            min_comparisons=len(self.essay_ids)))  # fmt: skip
+        return rules
+
+    def _decided_fit(self, session) -> tuple[pd.DataFrame, BTResult | None]:
+        """The decided comparisons and their fit (penalty 0.03), once per batch size."""
+        frame = decided_comparisons(session, self.batch_id)
+        if self._fit_cache is not None and self._fit_cache[0] == len(frame):
+            return self._fit_cache[1], self._fit_cache[2]
+        try:
+            fit = fit_bradley_terry(frame, alpha=STABILITY_ALPHA) if len(frame) else None
+        except (ValueError, CJError) as err:
+            log.info("batch %s: no fit between waves yet: %s", self.batch_id, err)
+            fit = None
+        self._fit_cache = (len(frame), frame, fit)
+        return frame, fit
+
+    def _grade_probabilities(self, fit: BTResult | None) -> pd.DataFrame | None:
+        """Every student's projected grade probabilities; None until all can be projected."""
+        from cjlib.projection import project_grades
+
+        if fit is None or not self.anchor_grades:
+            return None
+        students = [e for e in self.essay_ids if e not in self.anchors]
+        if not set(students) <= set(fit.scores.index):
+            return None  # a student not compared yet has no grade at all
+        try:
+            scale = self.grade_scale or ENG5_LEGACY
+            return project_grades(fit.scores, self.anchor_grades, scale=scale).grades
+        except CJError as err:
+            log.info("batch %s: grades not projectable yet: %s", self.batch_id, err)
+            return None
+
+    def _target_reason(self, session) -> str | None:
+        if not self._rules:
+            return None
+        frame, fit = self._decided_fit(session)
+        needs_grades = self.options.target_grade_certainty is not None
+        progress = Progress(
+            n_comparisons=len(frame),
+            comparisons=frame if len(frame) else None,
+            grade_probabilities=self._grade_probabilities(fit) if needs_grades else None,
+        )
+        for rule in self._rules:
+            self.measured[rule.reason] = rule.measure(progress)
+        reason = first_reason(self._rules, progress)
+        if reason is not None:
+            log.info("batch %s: stopping rule %s fired (%s)", self.batch_id, reason,
+                     self.measured)  # fmt: skip
+            self._record_stop(session, reason)
+        return reason
+
+    def _record_stop(self, session, reason: str) -> None:
+        """Store which rule fired and what every rule measured, in the upload's metadata."""
+        from cjlib.db.models import CJBatchUpload
+
+        upload = session.get(CJBatchUpload, self.batch_id)
+        meta = dict(upload.processing_metadata or {})
+        meta["stopping"] = {
+            "rule": reason,
+            "measured": {k: (v if math.isfinite(v) else None) for k, v in self.measured.items()},
+        }
+        upload.processing_metadata = meta
+
+    def _estimates(self, session) -> Estimates | None:
+        """Estimates for an adaptive strategy; None during its warm-up or while unfittable."""
+        from cjlib.design import strategy_estimates, warm_up
+
+        strategy = self.options.pairing
+        if not strategy.uses_estimates:
+            return None
+        if min(self._pairing.comparisons(e) for e in self.essay_ids) < warm_up(strategy):
+            return None
+        frame, fit = self._decided_fit(session)
+        if fit is None:
+            return None
+        try:
+            scale = self.grade_scale or ENG5_LEGACY
+            return strategy_estimates(strategy, frame, self.anchor_grades, scale, scores=fit.scores)
+        except CJError as err:
+            # e.g. boundary pairing before the anchors can place the grades: pair balanced.
+            log.info("batch %s: no estimates for %s pairing yet: %s", self.batch_id,
+                     strategy.name, err)  # fmt: skip
+            return None
 
     def _stable(self, session) -> bool:
         """From the third wave: no θ moved more than the threshold, every essay has ≥ 10."""
@@ -358,15 +579,32 @@ class BatchRunner:
         log.info("batch %s: max |Δθ| since the last check %.3f", self.batch_id, change)
         return change < self.options.stability_threshold
 
-    def _generate_wave(self, session, state, worker: Worker) -> list[ClaimedPair]:
-        """Create the next wave's pairs, claimed by ``worker``, in the caller's transaction."""
+    def _generate_wave(
+        self, session, state, worker: Worker, affordable: int | None = None
+    ) -> list[ClaimedPair]:
+        """Create the next wave's pairs, claimed by ``worker``, in the caller's transaction.
+
+        With ``both_orders`` each chosen pair (a, b) is followed by its mirror (b, a); the
+        mirror's metadata names the forward pair's correlation id.
+        """
         wave = state.current_iteration + 1
         self._waves += 1
-        n_pairs = min(self._wave_size(), self.options.max_comparisons - state.total_comparisons)
-        pairs = next_wave(
-            self.essay_ids, n_pairs, self._pairing, seed=self.options.seed, wave=wave,
-            anchors=self.anchors,
+        orders = self._orders()
+        n_pairs = min(
+            self._wave_size(),
+            (self.options.max_comparisons - state.total_comparisons) // orders,
+            (affordable if affordable is not None else math.inf) // orders,
+        )
+        chosen = self.options.pairing.next_wave(
+            self.essay_ids, int(n_pairs), self._pairing, seed=self.options.seed, wave=wave,
+            anchors=self.anchors, estimates=self._estimates(session),
         )  # fmt: skip
+        pairs: list[tuple[str, str, dict]] = []
+        for a, b in chosen:
+            pairs.append((a, b, {"wave": wave}))
+            if self.options.both_orders:
+                self._pairing.add(b, a)
+                pairs.append((b, a, {"wave": wave, "order": "BA"}))
         record_state_transition(
             session, self.batch_id, CoreCJState.GENERATING_PAIRS, reason=f"wave {wave}",
             state_row=state,
@@ -380,11 +618,14 @@ class BatchRunner:
                 "request_correlation_id": str(uuid.uuid4()),
                 "judge_id": self.judge.judge_id,
                 "submitted_at": now,
-                "processing_metadata": {"wave": wave},
+                "processing_metadata": meta,
                 "claimed_by": worker.worker_id,
             }
-            for a, b in pairs
+            for a, b, meta in pairs
         ]
+        for forward, mirror in itertools.pairwise(rows):
+            if mirror["processing_metadata"].get("order") == "BA":
+                mirror["processing_metadata"]["mirror_of"] = forward["request_correlation_id"]
         session.execute(insert(CJComparisonPair), rows)
         self._last_pair_id = int(
             session.scalar(
@@ -432,6 +673,11 @@ class BatchRunner:
         lost: list[str] = []
 
         def sink(result: JudgeResult) -> None:
+            if result.error_code in FATAL_ERROR_CODES:
+                # Not recorded: the pair stays pending, to be sent again by `cj batch resume`
+                # once the key is fixed. Raising here ends the turn (asyncio.run cancels the
+                # requests still waiting).
+                raise JudgeAuthError(self._fatal_message(result))
             if result.lost:
                 lost.append(result.request_correlation_id)
             else:
@@ -449,9 +695,21 @@ class BatchRunner:
             writer.flush()
             self._check_deadline()
             raise
+        except JudgeAuthError:
+            writer.flush()
+            raise
         writer.flush()
         if lost:
             self._close_lost(lost, writer)
+
+    def _fatal_message(self, result: JudgeResult) -> str:
+        call = getattr(result, "call", None)
+        detail = getattr(call, "error_detail", None) or result.error_code
+        return (
+            f"the LLM server refused the API key ({detail}); batch {self.batch_id} is stopped "
+            f"with its decided pairs kept: set CJ_LLM_API_KEY to a valid key and run "
+            f"`cj batch resume {self.batch_id}`"
+        )
 
     def _close_lost(self, lost: Sequence[str], writer: ResultWriter) -> None:
         """Results that never came: wait the grace period, then record them as failed."""

@@ -78,9 +78,10 @@ def test_stored_theta_equals_fit_bradley_terry_with_the_batch_method(engine):
     upload_meta = as_dict(
         rows(engine, "SELECT processing_metadata FROM cj_batch_uploads")[0].processing_metadata
     )
-    # The finalizer's method: the MLE, or ridge α when the MLE does not exist.
-    assert upload_meta["bt_alpha"] == result.finalization.bt_alpha == 0.0
-    fit = fit_bradley_terry(decisions.decisions, alpha=upload_meta["bt_alpha"])
+    # The finalizer's method, stored with the batch: the library default (Firth).
+    assert upload_meta["bt_method"] == result.finalization.bt_method == "firth"
+    assert upload_meta["completion_reason"] == "imported"
+    fit = fit_bradley_terry(decisions.decisions, method=upload_meta["bt_method"])
     stored = pd.DataFrame(
         rows(
             engine,
@@ -95,13 +96,30 @@ def test_stored_theta_equals_fit_bradley_terry_with_the_batch_method(engine):
     assert stored["n"].tolist() == fit.scores["n_comparisons"].tolist()
 
 
-def test_disconnected_decisions_use_the_finalizer_ridge_and_still_match(engine, tmp_path):
+def test_an_essay_that_won_everything_gets_a_finite_firth_score(engine, tmp_path):
     path = tmp_path / "one_sided.csv"
     path.write_text("winner,loser\ns1,s2\ns1,s3\ns2,s3\ns3,s4\n", encoding="utf-8")
     decisions = read_judgement_file(path)
     result = import_judgements(engine, decisions, **IDS)
-    assert result.finalization.bt_alpha > 0
-    fit = fit_bradley_terry(decisions.decisions, alpha=result.finalization.bt_alpha)
+    assert result.finalization.bt_method == "firth"
+    fit = fit_bradley_terry(decisions.decisions, method="firth")
+    stored = dict(rows(engine, "SELECT els_essay_id, current_bt_score FROM cj_processed_essays"))
+    for essay, theta in fit.scores["theta"].items():
+        assert np.isfinite(theta)
+        assert stored[essay] == pytest.approx(theta, abs=1e-6)
+
+
+def test_unconnected_groups_fall_back_to_ridge_and_say_so(engine, tmp_path):
+    path = tmp_path / "two_groups.csv"
+    path.write_text("winner,loser\ns1,s2\ns2,s1\ns3,s4\ns4,s3\n", encoding="utf-8")
+    decisions = read_judgement_file(path)
+    result = import_judgements(engine, decisions, **IDS)
+    assert result.finalization.bt_method == "ridge" and result.finalization.bt_alpha > 0
+    meta = as_dict(
+        rows(engine, "SELECT processing_metadata FROM cj_batch_uploads")[0].processing_metadata
+    )
+    assert "unconnected" in meta["bt_method_reason"]
+    fit = fit_bradley_terry(decisions.decisions, method="ridge", alpha=result.finalization.bt_alpha)
     stored = dict(rows(engine, "SELECT els_essay_id, current_bt_score FROM cj_processed_essays"))
     for essay, theta in fit.scores["theta"].items():
         assert stored[essay] == pytest.approx(theta, abs=1e-6)
@@ -192,7 +210,7 @@ def test_a_second_import_of_the_same_texts_reuses_the_content_store(engine, tmp_
          "grade A++ is not an anchor grade on eng5_np_legacy_9_step"),
         ({"anchors": {"a1": "F"}}, JudgementFileError, "grade F is not an anchor grade"),
         ({"grade_scale": "no_such_scale"}, UsageError, "unknown grade scale"),
-        ({"method": "firth"}, UsageError, "method 'firth'"),
+        ({"method": "bayes"}, UsageError, "method 'bayes'"),
         ({"batch_label": ""}, UsageError, "--batch-label is empty"),
         ({"assignment_id": "x" * 101}, UsageError, "--assignment-id is 101 characters"),
     ],

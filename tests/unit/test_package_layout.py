@@ -11,7 +11,7 @@ from cjlib.package_data import package_path
 
 PACKAGE = Path(cjlib.__file__).resolve().parent
 #: Modules of cjlib/cli that are not command groups.
-SHELL_PLUMBING = {"__init__", "__main__", "main", "_common"}
+SHELL_PLUMBING = {"__init__", "__main__", "main", "_common", "_llm"}
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -41,7 +41,16 @@ def test_every_cli_group_module_is_wired_into_the_root_app():
 
     wired = [info.typer_instance for info in app.registered_groups]
     names = sorted(p.stem for p in (PACKAGE / "cli").glob("*.py") if p.stem not in SHELL_PLUMBING)
-    assert names == ["anchors", "batch", "db", "health", "pipeline", "workspace"]
+    assert names == [
+        "anchors",
+        "batch",
+        "db",
+        "health",
+        "judgements",
+        "pipeline",
+        "study",
+        "workspace",
+    ]
     for name in names:
         module = importlib.import_module(f"cjlib.cli.{name}")
         assert any(module.app is group for group in wired), name

@@ -13,6 +13,7 @@ from scipy.special import expit
 from cjlib.errors import DisconnectedComparisonsError as ErrorsDisconnected
 from cjlib.scoring import (
     AUTO_CHOIX_MAX_ESSAYS,
+    DEFAULT_METHOD,
     EXACT_SE_MAX_ESSAYS,
     BTResult,
     DisconnectedComparisonsError,
@@ -80,7 +81,7 @@ def finite_difference_hessian(f, x: np.ndarray, step: float = 1e-3) -> np.ndarra
 @pytest.mark.parametrize("engine", ENGINES)
 def test_three_cycle_gives_equal_scores_and_triangle_standard_errors(engine):
     comparisons = pd.DataFrame({"winner_id": ["a", "b", "c"], "loser_id": ["b", "c", "a"]})
-    result = fit_bradley_terry(comparisons, engine=engine)
+    result = fit_bradley_terry(comparisons, engine=engine, method="mle")
     assert np.allclose(result.scores["theta"], 0.0, atol=1e-12)
     # Fisher information is (1/4)(3I − J) on a triangle; its pseudo-inverse has diagonal
     # (4/3)(1 − 1/3) = 8/9.
@@ -96,7 +97,7 @@ def test_two_essays_theta_difference_is_log_odds(engine, wins, losses):
     comparisons = pd.DataFrame(
         {"winner_id": ["x"] * wins + ["y"] * losses, "loser_id": ["y"] * wins + ["x"] * losses}
     )
-    result = fit_bradley_terry(comparisons, engine=engine)
+    result = fit_bradley_terry(comparisons, engine=engine, method="mle")
     theta = result.scores["theta"]
     assert theta["x"] - theta["y"] == pytest.approx(math.log(wins / losses), abs=1e-9)
     assert theta.sum() == pytest.approx(0.0, abs=1e-12)
@@ -117,7 +118,7 @@ def test_choix_docs_style_fixture_matches_ilsr(engine):
     data = [(0, 1), (0, 2), (1, 2), (2, 0), (1, 0), (3, 1), (2, 3), (1, 3), (3, 0), (0, 3)]
     comparisons = pd.DataFrame(data, columns=["winner_id", "loser_id"])
     expected = choix.ilsr_pairwise(4, data, tol=1e-12)
-    result = fit_bradley_terry(comparisons, engine=engine)
+    result = fit_bradley_terry(comparisons, engine=engine, method="mle")
     assert result.scores["theta"].sort_index().to_numpy() == pytest.approx(
         expected - expected.mean(), abs=1e-6
     )
@@ -132,7 +133,7 @@ def test_engines_agree_with_choix_ilsr_pairwise_at_alpha_zero(seed):
     data = list(zip(frame["winner_id"], frame["loser_id"], strict=True))
     expected = choix.ilsr_pairwise(30, data, tol=1e-12)
     expected = pd.Series(expected - expected.mean())
-    fits = {engine: fit_bradley_terry(frame, engine=engine) for engine in ENGINES}
+    fits = {engine: fit_bradley_terry(frame, engine=engine, method="mle") for engine in ENGINES}
     for engine, result in fits.items():
         assert result.engine == engine
         theta = result.scores["theta"].sort_index()
@@ -158,9 +159,12 @@ def test_engines_agree_with_choix_opt_pairwise_at_same_alpha(seed, alpha):
 def test_auto_engine_uses_choix_for_small_batches_and_sparse_for_large_ones():
     small = to_winner_form(simulate(AUTO_CHOIX_MAX_ESSAYS, 600, 7))
     large = to_winner_form(simulate(AUTO_CHOIX_MAX_ESSAYS + 1, 600, 7))
-    assert fit_bradley_terry(small).engine == "choix"
-    assert fit_bradley_terry(large).engine == "sparse"
-    assert fit_bradley_terry(simulate(20, 200, 7), position_effect=True).engine == "sparse"
+    assert fit_bradley_terry(small, method="mle").engine == "choix"
+    assert fit_bradley_terry(large, method="mle").engine == "sparse"
+    assert (
+        fit_bradley_terry(simulate(20, 200, 7), position_effect=True, method="mle").engine
+        == "sparse"
+    )
 
 
 # --- standard errors ---------------------------------------------------------------------
@@ -179,14 +183,17 @@ def test_standard_errors_match_pseudo_inverse_of_finite_difference_hessian(engin
         return negative_log_likelihood(theta, winners, losers, counts) + alpha * theta @ theta
 
     hessian = finite_difference_hessian(objective, scores["theta"].to_numpy())
-    expected = np.sqrt(np.diag(np.linalg.pinv(hessian, rcond=1e-8)))
+    # Projected onto Σθ = 0: P pinv(H) P. Before issue 11 the ridge SEs were √diag inv(H),
+    # which keeps the variance 1/(2αn) of the unidentified mean; that was the bug.
+    projector = np.eye(6) - 1.0 / 6
+    expected = np.sqrt(np.diag(projector @ np.linalg.pinv(hessian, rcond=1e-8) @ projector))
     assert result.se_method == "pinv_fisher"
     assert scores["se"].to_numpy() == pytest.approx(expected, rel=1e-5)
 
 
 def test_position_effect_standard_errors_match_joint_finite_difference_hessian():
     frame = simulate(6, 60, 12, delta=0.4)
-    result = fit_bradley_terry(frame, position_effect=True)
+    result = fit_bradley_terry(frame, position_effect=True, method="mle")
     scores = result.scores.sort_index()
     a_won = (frame["winner"] == "essay_a").to_numpy()
     winners = np.where(a_won, frame["essay_a_id"], frame["essay_b_id"])
@@ -206,8 +213,8 @@ def test_position_effect_standard_errors_match_joint_finite_difference_hessian()
 
 def test_neumann_approximation_is_labelled_and_close_to_exact_on_a_dense_design():
     frame = to_winner_form(simulate(200, 8000, 13))
-    exact = fit_bradley_terry(frame, engine="sparse", se_method="pinv_fisher")
-    approx = fit_bradley_terry(frame, engine="sparse", se_method="neumann_approx")
+    exact = fit_bradley_terry(frame, engine="sparse", se_method="pinv_fisher", method="mle")
+    approx = fit_bradley_terry(frame, engine="sparse", se_method="neumann_approx", method="mle")
     assert approx.se_method == "neumann_approx"
     assert exact.se_method == "pinv_fisher"
     ratio = approx.scores["se"] / exact.scores["se"].reindex(approx.scores.index)
@@ -231,9 +238,9 @@ def test_neumann_approximation_follows_its_two_term_formula(alpha):
 
 def test_large_batches_default_to_the_labelled_approximation():
     frame = to_winner_form(simulate(EXACT_SE_MAX_ESSAYS + 1, 3 * EXACT_SE_MAX_ESSAYS, 21))
-    result = fit_bradley_terry(frame)
+    result = fit_bradley_terry(frame, method="mle")
     assert result.engine == "sparse"
-    assert result.se_method == "neumann_approx"
+    assert result.se_method == "cavity_approx"
     assert (result.scores["se"] > 0).all() and np.isfinite(result.scores["se"]).all()
     assert result.converged
 
@@ -243,7 +250,7 @@ def test_large_batches_default_to_the_labelled_approximation():
 
 def test_reliability_and_separation_follow_their_formulas():
     frame = to_winner_form(simulate(12, 150, 14, spread=1.5))
-    result = fit_bradley_terry(frame)
+    result = fit_bradley_terry(frame, method="mle")
     theta, se = result.scores["theta"].to_numpy(), result.scores["se"].to_numpy()
     observed_variance = np.sum((theta - theta.mean()) ** 2) / (len(theta) - 1)
     error_variance = np.mean(se**2)
@@ -265,7 +272,7 @@ def test_infit_and_outfit_per_essay_and_judge_match_hand_computation():
             "count": [1, 2, 1, 1, 1, 3],
         }
     )
-    result = fit_bradley_terry(comparisons)
+    result = fit_bradley_terry(comparisons, method="mle")
     theta = result.scores["theta"]
     rows = comparisons.assign(
         p=lambda d: expit(theta[d["winner_id"]].to_numpy() - theta[d["loser_id"]].to_numpy())
@@ -287,13 +294,13 @@ def test_infit_and_outfit_per_essay_and_judge_match_hand_computation():
         assert result.judges.loc[judge, "outfit"] == pytest.approx(
             (c * (1 - p) / p).sum() / c.sum()
         )
-    assert list(result.judges.columns) == ["n", "infit", "outfit"]
+    assert list(result.judges.columns) == ["n", "infit", "outfit", "misfit"]
     assert result.judges.index.name == "judge_id"
 
 
 def test_fit_statistics_use_the_position_effect():
     frame = simulate(10, 200, 23, delta=0.8).assign(judge_id=lambda d: d.index % 3)
-    result = fit_bradley_terry(frame, position_effect=True)
+    result = fit_bradley_terry(frame, position_effect=True, method="mle")
     theta, delta = result.scores["theta"], result.position_effect["estimate"]
     a_won = frame["winner"] == "essay_a"
     winner = frame["essay_a_id"].where(a_won, frame["essay_b_id"])
@@ -317,16 +324,16 @@ def test_fit_statistics_use_the_position_effect():
 def test_two_essay_fit_statistics_are_one_at_the_mle():
     # With p = w/(w+l): infit = [w(1−p)² + l p²] / [(w+l) p(1−p)] = 1 exactly.
     comparisons = pd.DataFrame({"winner_id": ["x", "y"], "loser_id": ["y", "x"], "count": [3, 1]})
-    result = fit_bradley_terry(comparisons)
+    result = fit_bradley_terry(comparisons, method="mle")
     assert result.scores["infit"].to_numpy() == pytest.approx([1.0, 1.0])
     # outfit = [3 · (1/4)/(3/4) + 1 · (3/4)/(1/4)] / 4 = 1.
     assert result.scores["outfit"].to_numpy() == pytest.approx([1.0, 1.0])
 
 
 def test_judges_table_is_empty_with_its_columns_without_judge_ids():
-    result = fit_bradley_terry(to_winner_form(simulate(5, 20, 15)))
+    result = fit_bradley_terry(to_winner_form(simulate(5, 20, 15)), method="mle")
     assert result.judges.empty
-    assert list(result.judges.columns) == ["n", "infit", "outfit"]
+    assert list(result.judges.columns) == ["n", "infit", "outfit", "misfit"]
     assert result.judges.index.name == "judge_id"
 
 
@@ -335,7 +342,7 @@ def test_judges_table_is_empty_with_its_columns_without_judge_ids():
 
 def test_position_effect_is_recovered_on_simulated_data():
     frame = simulate(60, 4000, 16, delta=0.5)
-    result = fit_bradley_terry(frame, position_effect=True)
+    result = fit_bradley_terry(frame, position_effect=True, method="mle")
     estimate, se = result.position_effect["estimate"], result.position_effect["se"]
     assert abs(estimate - 0.5) < 3 * se
     assert 0 < se < 0.1
@@ -352,19 +359,21 @@ def test_position_a_win_share_is_count_weighted_and_reported_without_position_ef
             "count": [1, 1, 1, 5],
         }
     )
-    result = fit_bradley_terry(comparisons)
+    result = fit_bradley_terry(comparisons, method="mle")
     assert result.position_a_win_share == pytest.approx(3 / 8)
     assert result.position_effect is None
-    winners_only = fit_bradley_terry(pd.DataFrame({"winner_id": [1, 2], "loser_id": [2, 1]}))
+    winners_only = fit_bradley_terry(
+        pd.DataFrame({"winner_id": [1, 2], "loser_id": [2, 1]}), method="mle"
+    )
     assert winners_only.position_a_win_share is None
 
 
 def test_position_effect_needs_positions_and_a_non_choix_engine():
     frame = simulate(5, 30, 17)
     with pytest.raises(ValueError, match="position"):
-        fit_bradley_terry(to_winner_form(frame), position_effect=True)
+        fit_bradley_terry(to_winner_form(frame), position_effect=True, method="mle")
     with pytest.raises(ValueError, match="choix engine"):
-        fit_bradley_terry(frame, position_effect=True, engine="choix")
+        fit_bradley_terry(frame, position_effect=True, engine="choix", method="mle")
 
 
 def test_position_effect_when_one_position_always_wins_is_refused():
@@ -372,7 +381,7 @@ def test_position_effect_when_one_position_always_wins_is_refused():
         {"essay_a_id": [1, 2, 3], "essay_b_id": [2, 3, 1], "winner": ["essay_a"] * 3}
     )
     with pytest.raises(ValueError, match="one position won every decision"):
-        fit_bradley_terry(comparisons, position_effect=True)
+        fit_bradley_terry(comparisons, position_effect=True, method="mle")
 
 
 # --- input forms, weights and ignored rows -----------------------------------------------
@@ -393,8 +402,8 @@ def test_error_and_null_winners_are_ignored_and_counted():
         ],
         ignore_index=True,
     )
-    result = fit_bradley_terry(noisy)
-    clean = fit_bradley_terry(frame)
+    result = fit_bradley_terry(noisy, method="mle")
+    clean = fit_bradley_terry(frame, method="mle")
     assert result.n_ignored == 3
     assert clean.n_ignored == 0
     assert result.n_comparisons == len(frame)
@@ -409,7 +418,7 @@ def test_null_ids_on_ignored_rows_keep_integer_ids():
             "winner": ["essay_a", "essay_a", "essay_a", "error"],
         }
     )
-    result = fit_bradley_terry(frame)
+    result = fit_bradley_terry(frame, method="mle")
     assert result.n_ignored == 1
     assert sorted(result.scores.index.tolist()) == [1, 2, 3]
     assert pd.api.types.is_integer_dtype(result.scores.index)
@@ -426,8 +435,8 @@ def test_count_weights_equal_repeated_rows(engine):
         }
     )
     repeated = aggregated.loc[aggregated.index.repeat(aggregated["count"])].drop(columns="count")
-    weighted = fit_bradley_terry(aggregated, engine=engine)
-    expanded = fit_bradley_terry(repeated, engine=engine)
+    weighted = fit_bradley_terry(aggregated, engine=engine, method="mle")
+    expanded = fit_bradley_terry(repeated, engine=engine, method="mle")
     pd.testing.assert_frame_equal(weighted.scores, expanded.scores, atol=1e-9, rtol=1e-9)
     pd.testing.assert_frame_equal(weighted.judges, expanded.judges, atol=1e-9, rtol=1e-9)
     assert weighted.log_likelihood == pytest.approx(expanded.log_likelihood)
@@ -436,7 +445,7 @@ def test_count_weights_equal_repeated_rows(engine):
 
 def test_fractional_counts_are_used_as_weights():
     comparisons = pd.DataFrame({"winner_id": [1, 2], "loser_id": [2, 1], "count": [1.5, 0.5]})
-    result = fit_bradley_terry(comparisons)
+    result = fit_bradley_terry(comparisons, method="mle")
     assert result.scores.loc[1, "theta"] - result.scores.loc[2, "theta"] == pytest.approx(
         math.log(3)
     )
@@ -448,7 +457,7 @@ def test_essay_ids_keep_their_type_and_scores_are_sorted_by_theta():
     frame = to_winner_form(simulate(6, 40, 19))
     as_strings = frame.map(lambda i: f"essay-{i}")
     for comparisons, kind in [(frame, int), (as_strings, str)]:
-        scores = fit_bradley_terry(comparisons).scores
+        scores = fit_bradley_terry(comparisons, method="mle").scores
         assert scores.index.name == "essay_id"
         assert all(isinstance(i, kind) for i in scores.index.tolist())
         assert scores["theta"].is_monotonic_decreasing
@@ -464,7 +473,9 @@ def test_essay_ids_keep_their_type_and_scores_are_sorted_by_theta():
 
 
 def test_result_is_a_frozen_dataclass():
-    result = fit_bradley_terry(pd.DataFrame({"winner_id": [1, 2], "loser_id": [2, 1]}))
+    result = fit_bradley_terry(
+        pd.DataFrame({"winner_id": [1, 2], "loser_id": [2, 1]}), method="mle"
+    )
     assert isinstance(result, BTResult)
     with pytest.raises(AttributeError):
         result.engine = "sparse"
@@ -546,13 +557,13 @@ def labelled(frame: pd.DataFrame) -> pd.DataFrame:
 )
 def test_bad_input_raises_value_error_naming_the_problem(frame, message):
     with pytest.raises(ValueError, match=message):
-        fit_bradley_terry(frame)
+        fit_bradley_terry(frame, method="mle")
 
 
 def test_bad_input_lists_only_the_first_few_row_labels():
     frame = labelled(pd.DataFrame({"winner_id": [1] * 8, "loser_id": [1] * 8}))
     with pytest.raises(ValueError, match=r"8 comparison row.*'r4' and 3 more"):
-        fit_bradley_terry(frame)
+        fit_bradley_terry(frame, method="mle")
 
 
 def test_non_dataframe_input_raises_type_error():
@@ -583,7 +594,7 @@ def test_always_winning_essay_raises_at_alpha_zero_with_components():
         {"winner_id": ["a", "b", "c", "top", "top"], "loser_id": ["b", "c", "a", "a", "b"]}
     )
     with pytest.raises(DisconnectedComparisonsError) as caught:
-        fit_bradley_terry(comparisons)
+        fit_bradley_terry(comparisons, method="mle")
     error = caught.value
     assert isinstance(error, ValueError)
     assert DisconnectedComparisonsError is ErrorsDisconnected
@@ -603,7 +614,7 @@ def test_groups_linked_one_way_raise_without_always_winners():
         }
     )
     with pytest.raises(DisconnectedComparisonsError) as caught:
-        fit_bradley_terry(comparisons)
+        fit_bradley_terry(comparisons, method="mle")
     assert sorted(map(sorted, caught.value.components)) == [[1, 2, 3], [4, 5, 6]]
     assert caught.value.always_win == []
     assert caught.value.always_lose == []
@@ -627,7 +638,7 @@ def test_zero_count_rows_do_not_link_the_graph():
         {"winner_id": ["a", "b", "b"], "loser_id": ["b", "a", "c"], "count": [1, 1, 0]}
     )
     with pytest.raises(DisconnectedComparisonsError) as caught:
-        fit_bradley_terry(comparisons)
+        fit_bradley_terry(comparisons, method="mle")
     assert caught.value.always_win == ["c"]
     assert caught.value.always_lose == ["c"]
 
@@ -646,4 +657,140 @@ def test_position_effect_confounded_with_ability_is_refused(pairs, se_method):
         rows += [(a, b, "essay_a")] * 3 + [(a, b, "essay_b")] * 2
     frame = pd.DataFrame(rows, columns=["essay_a_id", "essay_b_id", "winner"])
     with pytest.raises(ValueError, match="position effect is not identified"):
-        fit_bradley_terry(frame, position_effect=True, se_method=se_method, engine="sparse")
+        fit_bradley_terry(
+            frame, position_effect=True, se_method=se_method, engine="sparse", method="mle"
+        )
+
+
+# --- methods (issue 11) ------------------------------------------------------------------
+
+
+def test_method_defaults_keep_old_callers_working():
+    frame = to_winner_form(simulate(8, 80, 31))
+    assert fit_bradley_terry(frame).method == DEFAULT_METHOD
+    assert fit_bradley_terry(frame, alpha=0.0).method == "mle"
+    ridge = fit_bradley_terry(frame, alpha=0.03)
+    assert ridge.method == "ridge" and ridge.alpha == 0.03
+    assert ridge.reliability_name == "eap_rel"
+    assert fit_bradley_terry(frame, method="firth").reliability_name == "mle_rel"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"method": "bayes"}, "unknown method"),
+        ({"method": "ridge"}, "needs alpha > 0"),
+        ({"method": "firth", "alpha": 0.1}, "alpha applies to method='ridge' only"),
+        ({"method": "sirt", "sirt_eps": 0.0}, "sirt_eps"),
+    ],
+)
+def test_bad_method_options_raise_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fit_bradley_terry(to_winner_form(simulate(5, 30, 32)), **kwargs)
+
+
+@pytest.mark.parametrize("position_effect", [False, True])
+def test_ridge_standard_errors_at_tiny_alpha_equal_the_mle_ones(position_effect):
+    # Before issue 11 the ridge SEs kept 1/(2αn) of the unidentified mean: 70.7 here.
+    frame = simulate(100, 1000, 33, delta=0.3)
+    mle = fit_bradley_terry(frame, method="mle", position_effect=position_effect)
+    ridge = fit_bradley_terry(frame, method="ridge", alpha=1e-6, position_effect=position_effect)
+    se = ridge.scores["se"].reindex(mle.scores.index)
+    np.testing.assert_allclose(se, mle.scores["se"], atol=1e-3, rtol=0)
+    assert ridge.reliability_name == "eap_rel"
+    if position_effect:
+        assert ridge.position_effect["se"] == pytest.approx(mle.position_effect["se"], abs=1e-3)
+
+
+@pytest.mark.parametrize("method", ["firth", "ridge", "mle"])
+@pytest.mark.parametrize("per_essay", [10, 40])
+def test_cavity_standard_errors_are_within_two_percent_of_exact(method, per_essay):
+    n = 400
+    frame = simulate(n, n * per_essay // 2, 34 + per_essay, delta=0.2)
+    kwargs = {"alpha": 0.03} if method == "ridge" else {}
+    exact = fit_bradley_terry(
+        frame, method=method, se_method="pinv_fisher", position_effect=True, **kwargs
+    )
+    approx = fit_bradley_terry(
+        frame, method=method, se_method="cavity_approx", position_effect=True, **kwargs
+    )
+    ratio = approx.scores["se"] / exact.scores["se"].reindex(approx.scores.index)
+    assert ratio.between(0.98, 1.02).all()
+    assert approx.position_effect["se"] == pytest.approx(exact.position_effect["se"], rel=1e-6)
+
+
+def test_firth_leverage_approximation_stays_close_to_exact(monkeypatch):
+    import cjlib.scoring as scoring
+
+    frame = simulate(150, 750, 35)
+    exact = fit_bradley_terry(frame, method="firth")
+    monkeypatch.setattr(scoring, "FIRTH_EXACT_MAX_ESSAYS", 10)
+    approx = fit_bradley_terry(frame, method="firth")
+    difference = (approx.scores["theta"] - exact.scores["theta"].reindex(approx.scores.index)).abs()
+    assert (difference / approx.scores["se"]).max() < 0.1
+    assert approx.converged
+
+
+def test_firth_and_sirt_refuse_essays_not_compared_with_the_rest():
+    comparisons = pd.DataFrame(
+        {"winner_id": ["a", "b", "c", "d"], "loser_id": ["b", "a", "d", "c"]}
+    )
+    for method in ("firth", "sirt"):
+        with pytest.raises(DisconnectedComparisonsError, match="no comparison between them"):
+            fit_bradley_terry(comparisons, method=method)
+
+
+def test_firth_shrinks_an_always_winning_essay_but_keeps_its_rank_above_its_victims():
+    comparisons = pd.DataFrame(
+        {"winner_id": ["a", "b", "c", "top", "top"], "loser_id": ["b", "c", "a", "a", "b"]}
+    )
+    result = fit_bradley_terry(comparisons, method="firth")
+    theta = result.scores["theta"]
+    assert theta["top"] > max(theta["a"], theta["b"])
+    assert np.isfinite(result.scores["se"]).all()
+    assert result.scores["theta"].sum() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_reliability_leaves_out_essays_without_information():
+    frame = to_winner_form(simulate(12, 150, 36, spread=1.5))
+    frame["count"] = 1
+    extra = pd.DataFrame({"winner_id": [0], "loser_id": ["ghost"], "count": [0]})
+    with_ghost = fit_bradley_terry(pd.concat([frame, extra]), alpha=0.05)
+    scores = with_ghost.scores
+    assert scores.loc["ghost", "n_comparisons"] == 0
+    informative = scores.drop(index="ghost")
+    variance = informative["theta"].var(ddof=1)
+    mse = (informative["se"] ** 2).mean()
+    assert with_ghost.reliability == pytest.approx(variance / (variance + mse))
+    assert with_ghost.sep_g_sirt == pytest.approx(math.sqrt(variance / mse))
+
+
+def test_reliability_fields_follow_their_formulas_for_every_method():
+    frame = to_winner_form(simulate(12, 150, 14, spread=1.5))
+    for method, kwargs in (("mle", {}), ("firth", {}), ("ridge", {"alpha": 0.1})):
+        result = fit_bradley_terry(frame, method=method, **kwargs)
+        variance = result.scores["theta"].var(ddof=1)
+        mse = (result.scores["se"] ** 2).mean()
+        expected = (variance - mse) / variance if method != "ridge" else variance / (variance + mse)
+        assert result.reliability == pytest.approx(expected)
+        assert result.ssr == result.reliability
+        assert result.sep_g == pytest.approx(math.sqrt(max(variance - mse, 0) / mse))
+        assert result.separation == result.sep_g
+        assert result.sep_g_sirt == pytest.approx(math.sqrt(variance / mse))
+
+
+def test_random_judge_among_consistent_judges_is_flagged_as_misfitting():
+    rng = np.random.default_rng(37)
+    n = 30
+    theta = np.linspace(-2.5, 2.5, n)
+    rows = []
+    for judge in range(8):
+        for _ in range(120):
+            a, b = rng.choice(n, 2, replace=False)
+            p = 0.5 if judge == 7 else expit(theta[a] - theta[b])
+            rows.append((a, b, "essay_a" if rng.random() < p else "essay_b", f"j{judge}"))
+    frame = pd.DataFrame(rows, columns=["essay_a_id", "essay_b_id", "winner", "judge_id"])
+    judges = fit_bradley_terry(frame).judges
+    assert judges["misfit"].dtype == bool
+    assert judges.loc["j7", "misfit"]
+    assert judges["misfit"].sum() == 1

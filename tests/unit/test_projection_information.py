@@ -1,0 +1,176 @@
+"""Unit tests of the population fit and the information refusal of cjlib.projection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import cjlib.projection as projection_module
+from cjlib.grades import ENG5_ANCHOR_GRADES
+from cjlib.projection import (
+    MIN_RELIABILITY,
+    PRIOR_MIN_STUDENTS,
+    PopulationFit,
+    ProjectionUnavailable,
+    project_grades,
+)
+from cjlib.simulation import (
+    TRUTH_GENERATORS,
+    simulate_population,
+    simulate_uneven_population,
+)
+
+LEGACY = "eng5_np_legacy_9_step"
+
+
+def _scores(student_theta: np.ndarray, student_se: np.ndarray, anchor_se: float = 0.4):
+    grades = list(ENG5_ANCHOR_GRADES)
+    labels = ("F", "F+", "E-", "E+", "D-", "D+", "C-", "C+", "B", "A")
+    anchor_theta = [1.0 * (labels.index(g) - 5) for g in grades]
+    ids = [f"A{i:02d}" for i in range(len(grades))]
+    sids = [f"S{i:03d}" for i in range(len(student_theta))]
+    scores = pd.DataFrame(
+        {
+            "theta": anchor_theta + list(student_theta),
+            "se": [anchor_se] * len(grades) + list(student_se),
+        },
+        index=ids + sids,
+    )
+    return scores, dict(zip(ids, grades, strict=True))
+
+
+def test_population_sd_is_recovered_from_heteroscedastic_scores():
+    # θ̂_i = θ_i + e_i, θ ~ N(0.5, 1.5²), e_i ~ N(0, se_i²) with se from 0.3 to 2.
+    rng = np.random.default_rng(4)
+    se = rng.uniform(0.3, 2.0, 2000)
+    theta = 0.5 + 1.5 * rng.standard_normal(2000) + se * rng.standard_normal(2000)
+    scores, anchors = _scores(theta, se)
+    fit = project_grades(scores, anchors, scale=LEGACY).population
+    assert isinstance(fit, PopulationFit)
+    assert fit.n_students == 2000
+    assert fit.sd == pytest.approx(1.5, abs=0.1)
+    assert fit.sd_low < 1.5 < fit.sd_high
+    assert fit.mean == pytest.approx(0.5, abs=0.1)
+    # The old moment estimate √max(var θ̂ − median se², 0) is further off: the median se²
+    # understates the noise of a batch whose SEs vary.
+    moment = np.sqrt(max(np.var(theta) - np.median(se**2), 0.0))
+    assert abs(moment - 1.5) > abs(fit.sd - 1.5) + 0.05
+
+
+def test_scores_within_their_ses_are_refused_with_a_reason_and_a_message():
+    rng = np.random.default_rng(1)
+    se = np.full(150, 2.5)
+    theta = 0.3 * rng.standard_normal(150) + 0.2 * se * rng.standard_normal(150)
+    scores, anchors = _scores(theta, se)
+    with pytest.raises(ProjectionUnavailable) as info:
+        project_grades(scores, anchors, scale=LEGACY)
+    assert info.value.reason == "too_little_information"
+    message = str(info.value)
+    assert "reliability" in message and f"{MIN_RELIABILITY:.2f}" in message
+    assert "comparisons per essay" in message
+    # min_reliability=0 projects anyway, and says how little the scores carry.
+    projection = project_grades(scores, anchors, scale=LEGACY, min_reliability=0)
+    assert projection.population.reliability < MIN_RELIABILITY
+
+
+def test_refusal_does_not_apply_to_batches_too_small_for_a_population_fit():
+    n = PRIOR_MIN_STUDENTS - 1
+    scores, anchors = _scores(np.zeros(n), np.full(n, 3.0))
+    projection = project_grades(scores, anchors, scale=LEGACY)
+    assert projection.population is None
+    assert len(projection.grades) == n
+
+
+def test_uncertainty_in_the_population_sd_widens_the_probabilities():
+    # With the population SD fixed at its REML estimate instead of averaged over its
+    # posterior, an extreme student's confidence is higher: the grid average is not a no-op.
+    rng = np.random.default_rng(3)
+    n = 30
+    se = np.full(n, 1.0)
+    theta = 1.3 * rng.standard_normal(n) + rng.standard_normal(n)
+    theta[-1] = 4.0
+    scores, anchors = _scores(theta, se)
+    averaged = project_grades(scores, anchors, scale=LEGACY)
+    fit = averaged.population
+    grid = projection_module._population_grid(np.sort(theta), se)
+    assert (grid[2] > 1e-3).sum() >= 5  # S is genuinely uncertain with 30 students
+    point = np.zeros_like(grid[2])
+    point[np.argmax(grid[2])] = 1.0
+    cal = averaged.calibration
+    fixed = projection_module._population_probabilities(
+        theta,
+        se,
+        (grid[0], grid[1], point),
+        cal["upper"].to_numpy()[:-1],
+        cal["upper_se"].to_numpy()[:-1],
+    )
+    labels = list(averaged.scale.all_labels)
+    mixed = averaged.grades[labels].to_numpy()
+    assert fit.sd == pytest.approx(grid[0][np.argmax(grid[2])])
+    assert mixed[-1].max() < fixed[-1].max()
+    np.testing.assert_allclose(mixed.sum(axis=1), 1.0)
+
+
+def test_anchor_excess_spread_is_zero_for_typical_anchors_and_positive_for_spread_ones():
+    typical = project_grades(*_scores(np.linspace(-4, 4, 50), np.full(50, 0.5)), scale=LEGACY)
+    assert typical.population.anchor_excess_sd == 0.0
+    scores, anchors = _scores(np.linspace(-4, 4, 50), np.full(50, 0.5), anchor_se=0.2)
+    offsets = np.tile([-0.8, 0.8, 0.5, -0.5], 3)
+    scores.loc[list(anchors), "theta"] += offsets
+    spread = project_grades(scores, anchors, scale=LEGACY)
+    assert spread.population.anchor_excess_sd > 0.4
+    # ... and the anchored centres are less certain for it.
+    anchored = typical.calibration["n_anchors"] > 0
+    assert (
+        spread.calibration.loc[anchored, "centre_se"]
+        > typical.calibration.loc[anchored, "centre_se"]
+    ).all()
+
+
+# --- the second truth generator --------------------------------------------------------
+
+
+def test_uneven_generator_breaks_the_first_generators_conveniences():
+    population = simulate_uneven_population(LEGACY, ENG5_ANCHOR_GRADES, 400, seed=2)
+    bounds = np.asarray(population.boundaries)
+    assert len(bounds) == len(population.scale.all_labels) - 1
+    widths = np.diff(bounds)
+    assert widths.max() > 1.5 * widths.min()  # unequal grade widths
+    essays = population.essays
+    # The true grade is the interval the ability falls in, for anchors and students alike.
+    np.testing.assert_array_equal(
+        np.searchsorted(bounds, essays["ability"], side="right"), essays["grade_index"]
+    )
+    # Anchors are not at their grade's centre.
+    anchors = essays[essays["is_anchor"]]
+    inner = anchors[(anchors["grade_index"] > 0) & (anchors["grade_index"] < len(bounds))]
+    centres = (bounds[inner["grade_index"] - 1] + bounds[inner["grade_index"]]) / 2
+    offset = np.abs(inner["ability"].to_numpy() - centres) / widths[inner["grade_index"] - 1]
+    assert offset.max() > 0.25
+    # Abilities are skewed, not normal.
+    ability = population.students["ability"].to_numpy()
+    skew = np.mean((ability - ability.mean()) ** 3) / ability.std() ** 3
+    assert abs(skew) > 0.2
+
+
+def test_uneven_generator_is_reproducible_and_seed_dependent():
+    a = simulate_uneven_population(LEGACY, ENG5_ANCHOR_GRADES, 50, seed=5)
+    b = simulate_uneven_population(LEGACY, ENG5_ANCHOR_GRADES, 50, seed=5)
+    c = simulate_uneven_population(LEGACY, ENG5_ANCHOR_GRADES, 50, seed=6)
+    pd.testing.assert_frame_equal(a.essays, b.essays)
+    assert a.boundaries == b.boundaries != c.boundaries
+    assert list(a.anchor_grades) == list(ENG5_ANCHOR_GRADES)
+
+
+def test_first_generator_keeps_its_api_and_records_midpoint_boundaries():
+    population = simulate_population(LEGACY, ENG5_ANCHOR_GRADES, 20, seed=0)
+    assert list(population.essays.columns) == [
+        "essay_id",
+        "is_anchor",
+        "ability",
+        "true_grade",
+        "grade_index",
+    ]
+    np.testing.assert_allclose(np.diff(population.boundaries), 0.9)
+    assert set(TRUTH_GENERATORS) == {"centred", "uneven"}
