@@ -620,7 +620,8 @@ def split_half_reliability(
     The judges are split at random into two halves (the decisions, when there is one judge),
     each half is fitted on its own, and θ of the essays in both halves are correlated
     (Pearson r); over ``n_splits`` splits the median r and its Spearman–Brown step-up
-    2r / (1 + r) are reported (Verhavert et al. 2019). Uses
+    2r / (1 + r) are reported (Verhavert et al. 2019). The value the finalizer stored with the
+    batch (``processing_metadata["split_half"]``) when there is one; else
     :func:`cjlib.reliability.split_half` when this cjlib has it; otherwise the same procedure
     here, with halves fitted with ridge α = :data:`SPLIT_HALF_ALPHA` (a half is often not
     strongly connected).
@@ -636,6 +637,17 @@ def split_half_reliability(
     comparisons["judge_id"] = decided["judge_id"].fillna("unknown").to_numpy()
     n_judges = int(comparisons["judge_id"].nunique())
     nan = float("nan")
+    stored = rep.frames.metadata.get("split_half")
+    if isinstance(stored, dict) and stored.get("median") is not None:
+        # The finalizer's own split-half (cjlib.reliability.split_half): the number the batch
+        # published, so the report does not show a second, differently seeded estimate.
+        return {
+            "median_r": float(stored["median"]),
+            "spearman_brown": float(stored.get("spearman_brown", nan)),
+            "splits": int(stored.get("n_splits") or 0),
+            "judges": n_judges,
+            "method": f"stored by the finalizer (split by {stored.get('split_by', 'judges')})",
+        }
     if len(comparisons) < 4:
         return {"median_r": nan, "spearman_brown": nan, "splits": 0, "judges": n_judges,
                 "method": "too few decisions"}  # fmt: skip

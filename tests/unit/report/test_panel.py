@@ -267,3 +267,14 @@ def test_checklist_still_fails_a_judged_batch_without_anchors():
     frames = replace(frames, upload=replace(frames.upload, processing_metadata=meta))
     checklist = evaluate_checklist(frames, health="ok", alerts=[])
     assert list(checklist.loc[~checklist["passed"], "check"]) == [CHECKS[3]]
+
+
+def test_split_half_prefers_the_value_the_finalizer_stored(monkeypatch):
+    _without_reliability_module(monkeypatch)
+    stored = {"median": 0.61, "spearman_brown": 0.757, "split_by": "judges", "n_splits": 50}
+    frames = _panel()
+    meta = frames.metadata | {"split_half": stored}
+    frames = replace(frames, upload=replace(frames.upload, processing_metadata=meta))
+    result = tables.split_half_reliability(assemble_report(frames))
+    assert (result["median_r"], result["spearman_brown"], result["splits"]) == (0.61, 0.757, 50)
+    assert result["method"] == "stored by the finalizer (split by judges)"
