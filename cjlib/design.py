@@ -50,7 +50,7 @@ from cjlib.defaults import (
     DEFAULT_STUDY_STRATEGIES,
     DEFAULT_STUDY_STUDENTS,
 )
-from cjlib.errors import UsageError
+from cjlib.errors import DisconnectedComparisonsError, UsageError
 from cjlib.grades import ENG5_ANCHOR_GRADES, ENG5_LEGACY, GradeScale, get_grade_scale
 from cjlib.pairing import (
     PAIRING_STRATEGIES,
@@ -159,7 +159,22 @@ def _fit(comparisons: pd.DataFrame, alpha: float):
 
 
 def _project(scores: pd.DataFrame, anchor_grades: Mapping, scale: GradeScale):
-    return project_grades(scores, anchor_grades, scale=scale)
+    # The study measures what a projection would be worth even where a batch refuses one
+    # (too little information), so the curves reach down to 3 comparisons per essay.
+    return project_grades(scores, anchor_grades, scale=scale, min_reliability=0)
+
+
+def _ssr(comparisons: pd.DataFrame) -> float:
+    """The SSR a batch would report: the library estimator's (Firth) MLE-type reliability.
+
+    The study's ridge fits give θ for pairing and grading; their EAP-type reliability is not
+    ≈ 0 on coin tosses (≈ 0.5 at α = 0.03), so the SSR columns come from the estimator
+    batches use. NaN when the comparisons do not connect the essays.
+    """
+    try:
+        return float(fit_bradley_terry(comparisons).reliability)
+    except DisconnectedComparisonsError:
+        return math.nan
 
 
 def strategy_estimates(
@@ -347,7 +362,7 @@ def null_ssr(
         pairing_strategy, essays, coin_toss_judge(), n_comparisons, seed=seed,
         anchor_grades=anchor_grades, scale=scale, alpha=alpha, stream="null",
     )  # fmt: skip
-    return float(_fit(comparisons, alpha).reliability)
+    return _ssr(comparisons)
 
 
 #: Which reliability a stopping rule reads under each kind of design (see
@@ -457,7 +472,7 @@ def design_reliability(
     """
     strat = _strategy(strategy)
     n = len(comparisons)
-    ssr = float(_fit(comparisons, alpha).reliability) if n else math.nan
+    ssr = _ssr(comparisons) if n else math.nan
     null = (
         null_ssr(strat, essay_ids, n, seed, anchor_grades=anchor_grades, scale=scale, alpha=alpha)
         if n
@@ -502,7 +517,7 @@ def honest_reliability(
         return split_half_reliability(comparisons, n_splits=n_splits, seed=seed, alpha=alpha)
 
     def adjusted(comparisons: pd.DataFrame) -> float:
-        ssr = float(_fit(comparisons, alpha).reliability)
+        ssr = _ssr(comparisons)
         if gate is not None and not ssr >= gate:
             return math.nan
         n = len(comparisons)
@@ -571,7 +586,7 @@ def _evaluate(comparisons: pd.DataFrame, population: Population, alpha: float, s
     )
     return {
         "true_reliability": float(np.corrcoef(theta, essays["ability"])[0, 1] ** 2),
-        "ssr": float(fit.reliability),
+        "ssr": _ssr(comparisons),
         "split_half": split_half_reliability(comparisons, seed=seed, alpha=alpha),
         "exact_accuracy": evaluation.exact_agreement,
         "adjacent_accuracy": evaluation.adjacent_agreement,
@@ -660,8 +675,7 @@ def _run_seed(setting: _Setting, seed: int) -> list[dict]:
     rows = []
     for strategy in setting.strategies:
         nulls = {
-            n: float(_fit(frame, setting.alpha).reliability)
-            for n, frame, _ in _grow(strategy, ids, _coin, stream="null", **grow)
+            n: _ssr(frame) for n, frame, _ in _grow(strategy, ids, _coin, stream="null", **grow)
         }
         for n, frame, seconds in _grow(strategy, ids, decide, stream="judge", **grow):
             start = time.perf_counter()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import select
 
@@ -42,6 +44,8 @@ KEY = f"sk-cjtest-{uuid.uuid4().hex}"
 ASSIGNMENT = "eng5-np-2016"
 IDS = ["--assignment-id", ASSIGNMENT, "--course-id", "ENG5"]
 DATA = sample_dataset_dir()
+#: Budget of the fault-injection batch: 24 students + 12 anchors, 10 comparisons each.
+BUDGET = 180
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +86,29 @@ def _sqlite(tmp_path: Path, name: str = "cj") -> tuple[str, object]:
     return url, _registered(url)
 
 
-def _execute_args(url: str, label: str, budget: int, out: Path, *extra: str) -> list[str]:
+def _execute_args(
+    url: str, label: str, budget: int, out: Path, *extra: str, data: Path = DATA
+) -> list[str]:
     return [
         "batch", "execute", *IDS, "--batch-id", label, "--max-comparisons", str(budget),
-        "--dataset", str(DATA), "--output-dir", str(out), "--json", "--database-url", url,
+        "--dataset", str(data), "--output-dir", str(out), "--json", "--database-url", url,
         *extra,
     ]  # fmt: skip
+
+
+def _small_dataset(folder: Path, n_students: int = 24) -> Path:
+    """The sample with its first ``n_students`` students: 10 comparisons per essay stay cheap.
+
+    Projection needs about 10 comparisons per essay (fewer is refused as too little
+    information), which on the full 132-essay sample would take 660 LLM calls.
+    """
+    shutil.copytree(DATA, folder)
+    students = pd.read_csv(folder / "students.csv").head(n_students)
+    students.to_csv(folder / "students.csv", index=False)
+    truth = pd.read_csv(folder / "truth.csv")
+    keep = truth["is_anchor"].astype(bool) | truth["essay_id"].isin(students["essay_id"])
+    truth.loc[keep].to_csv(folder / "truth.csv", index=False)
+    return folder
 
 
 def _db_dump(engine) -> str:
@@ -150,9 +171,10 @@ def test_llm_batch_with_429s_and_500s_completes_and_leaks_no_key(
     )  # fmt: skip
     with running_llm_server(truth_by_text, faults=faults, seed=5) as server:
         args = _execute_args(
-            db_url, "llm-run", 80, tmp_path / "runs", "--judge", "llm",
+            db_url, "llm-run", BUDGET, tmp_path / "runs", "--judge", "llm",
             "--llm-base-url", server.base_url, "--llm-model", "gpt-4o-mini",
             "--concurrency", "8", "--await-completion", "--completion-timeout", "120",
+            data=_small_dataset(tmp_path / "data"),
         )  # fmt: skip
         code = main(args)
         first = capsys.readouterr()
@@ -161,16 +183,16 @@ def test_llm_batch_with_429s_and_500s_completes_and_leaks_no_key(
         base_url = server.base_url
     batch_id = summary["cj_batch_id"]
     assert (summary["state"], summary["completion_reason"]) == ("COMPLETED", "budget_exhausted")
-    assert 0 < summary["grade_projections"] <= 120
+    assert summary["grade_projections"] == 24
 
     pairs, calls = _pairs(engine, batch_id), _calls(engine, batch_id)
-    assert len(pairs) == 80
+    assert len(pairs) == BUDGET
     # One stored call per pair, linked by correlation id.
     assert Counter(c.cid for c in calls) == Counter(p.cid for p in pairs)
     # The server answered (200) every pair exactly once; 429/500 were retried, not re-decided.
     kinds = server.answer_kinds()
-    assert sorted(len(kinds.get(_text_pair(texts, p), [])) for p in pairs) == [1] * 80
-    assert sum(server.answers_by_pair().values()) == 80
+    assert sorted(len(kinds.get(_text_pair(texts, p), [])) for p in pairs) == [1] * BUDGET
+    assert sum(server.answers_by_pair().values()) == BUDGET
     broken = 0
     for pair in pairs:
         kind = kinds[_text_pair(texts, pair)][0]
@@ -192,10 +214,10 @@ def test_llm_batch_with_429s_and_500s_completes_and_leaks_no_key(
     llm = json.loads(inspected.out)["judge_calls"]
     with session_scope(engine) as session:
         stored = judge_call_summary(session, batch_id)
-    assert llm["calls"] == 80 and llm["retries"] == len(transport_faults)
+    assert llm["calls"] == BUDGET and llm["retries"] == len(transport_faults)
     assert llm["failed"] == broken and llm["prompt_tokens"] == stored.prompt_tokens > 10_000
     assert llm["cost_usd"] == pytest.approx(stored.cost_usd) and llm["cost_usd"] > 0
-    assert summary["judge_calls"]["calls"] == 80
+    assert summary["judge_calls"]["calls"] == BUDGET
     assert main(["batch", "inspect", str(batch_id), "--database-url", db_url]) == 0
     table = capsys.readouterr()
     assert "LLM judge calls" in table.out and "estimated cost (USD)" in table.out

@@ -97,7 +97,7 @@ def test_honest_reliability_skips_the_null_run_while_the_ssr_is_below_the_gate(
     gated = design.honest_reliability("adaptive", ids, seed=3, gate=0.999)
     assert math.isnan(gated(comparisons)) and calls == []
     ungated = design.honest_reliability("adaptive", ids, seed=3)
-    ssr = design._fit(comparisons, design.DEFAULT_ALPHA).reliability
+    ssr = design._ssr(comparisons)
     assert ungated(comparisons) == pytest.approx(ssr)  # null 0 → adjusted = SSR
     ungated(comparisons)
     assert len(calls) == 1  # the null SSR of one batch size is computed once
