@@ -25,6 +25,15 @@ holds it with the password masked (papermill writes parameters into the executed
 the kernels get the real URL in ``CJ_DATABASE_URL``, which
 :func:`cjlib.notebook.fill_parameters` puts back in place of the masked one.
 
+Import mode (``cj pipeline --judgements PATH``): notebook 02 imports a human decision export
+with :func:`cjlib.workflow.imports.import_judgement_file` instead of running the simulated
+judge (parameters ``judgements_path``, ``judgements_anchors``, ``judgements_task``,
+``judgements_format``, ``judgements_columns``). Notebook 01 is skipped: an import needs no
+registered anchors (the anchors, if any, are essays of the file graded by ``--anchors``) and
+writes the assignment's instructions itself when it has none; notebook 02 migrates the
+database instead. The file and the anchors are read and checked before any kernel starts, and
+notebook 04 gets no data set (an imported batch has no known true grades).
+
 Environment variables
 ---------------------
 CJ_NOTEBOOK_PARAMETERS
@@ -77,6 +86,14 @@ WORKING_NOTEBOOKS_DIR = Path("notebooks")
 REPORT_HTML = "validation_report.html"
 #: Parameters the pipeline sets itself; ``-p`` may not override them.
 RESERVED_PARAMETERS = frozenset({"run_dir", "cj_batch_id", "database_url"})
+#: Notebook parameters of import mode (notebook 02), see :func:`run_pipeline`.
+IMPORT_PARAMETERS = (
+    "judgements_path",
+    "judgements_anchors",
+    "judgements_task",
+    "judgements_format",
+    "judgements_columns",
+)
 #: Seconds to wait for a kernel to start (shared CI machines can be slow).
 KERNEL_START_TIMEOUT = 120
 
@@ -342,7 +359,11 @@ _REMOTE_SCRIPT = re.compile(
 
 
 def _refresh_execute_record(
-    database_url: str, cj_batch_id: int, run_dir: Path, dataset_dir: Path, notebooks: list[Path]
+    database_url: str,
+    cj_batch_id: int,
+    run_dir: Path,
+    dataset_dir: Path | None,
+    notebooks: list[Path],
 ) -> None:
     from cjlib.db import get_engine
     from cjlib.workflow.artefacts import write_assessment_run
@@ -473,6 +494,96 @@ def _kernel_database_url(url: str) -> Iterator[None]:
             os.environ["CJ_DATABASE_URL"] = previous
 
 
+def import_mode(parameters: Mapping[str, Any]) -> bool:
+    """Whether ``parameters`` ask notebook 02 to import a decision file (``judgements_path``)."""
+    return bool(parameters.get("judgements_path"))
+
+
+def _registered_scale(database_url: str, assignment_id: str) -> str:
+    # The scale the import will use: the assignment's registered one, else the default. A
+    # database that is not reachable or not migrated yet has none registered.
+    from sqlalchemy import make_url, select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cjlib.db import get_engine, session_scope
+    from cjlib.db.models import AssessmentInstruction
+    from cjlib.defaults import DEFAULT_GRADE_SCALE
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        return DEFAULT_GRADE_SCALE  # connecting would create the file before anything ran
+    engine = get_engine(database_url)
+    try:
+        with session_scope(engine) as session:
+            registered = session.scalars(
+                select(AssessmentInstruction.grade_scale).where(
+                    AssessmentInstruction.assignment_id == assignment_id
+                )
+            ).one_or_none()
+    except SQLAlchemyError:
+        registered = None
+    finally:
+        engine.dispose()
+    return registered or DEFAULT_GRADE_SCALE
+
+
+def check_judgements(parameters: Mapping[str, Any]) -> None:
+    """Read and check the decision file and anchors of import mode before any kernel starts.
+
+    The same reading as notebook 02 (:func:`cjlib.importing.read_judgement_file` with
+    ``judgements_format``, ``judgements_columns``, ``judgements_task``), then the anchors
+    (:func:`cjlib.workflow.imports.check_anchor_grades`: every id appears in the decisions,
+    every grade is on the assignment's scale).
+
+    Raises
+    ------
+    JudgementFileError
+        The file or the anchors are bad (one line naming file, rows and the fix).
+    UsageError
+        ``judgements_columns`` is not a mapping of names.
+    """
+    from cjlib.importing import read_judgement_file
+    from cjlib.workflow.imports import check_anchor_grades
+
+    columns = parameters.get("judgements_columns") or {}
+    if not isinstance(columns, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in columns.items()
+    ):
+        raise UsageError(
+            f"judgements_columns must map canonical names to source columns (got {columns!r}); "
+            "pass --column canonical=source"
+        )
+    decisions = read_judgement_file(
+        Path(parameters["judgements_path"]),
+        format=str(parameters.get("judgements_format") or "auto"),
+        columns=dict(columns),
+        task=parameters.get("judgements_task"),
+    )
+    anchors = parameters.get("judgements_anchors")
+    if anchors:
+        scale = _registered_scale(str(parameters["database_url"]), str(parameters["assignment_id"]))
+        check_anchor_grades(decisions, Path(anchors), grade_scale=scale)
+
+
+def _require_import_notebook(folder: Path, declared: Mapping[str, Any]) -> None:
+    # A working folder made before import mode existed would run the simulated judge and
+    # silently ignore the file.
+    missing = [name for name in IMPORT_PARAMETERS if name not in declared]
+    if missing:
+        raise UsageError(
+            f"{folder / NOTEBOOKS[1]}.ipynb has no import-mode parameters ({', '.join(missing)}); "
+            "refresh the notebooks with `cj init --force` or run cjlib's own from another folder"
+        )
+
+
+def _import_paths(parameters: dict[str, Any]) -> None:
+    # Kernels run in the current folder too, but absolute paths keep the executed notebooks
+    # meaningful when read elsewhere.
+    for name in ("judgements_path", "judgements_anchors"):
+        if parameters.get(name):
+            parameters[name] = str(Path(parameters[name]).resolve())
+
+
 def run_pipeline(
     *,
     database_url: str | None = None,
@@ -484,12 +595,21 @@ def run_pipeline(
     seed: int = DEFAULT_SEED,
     judge: str = "simulated",
     output_dir: str | Path = "reports/runs",
+    judgements: str | Path | None = None,
+    judgements_anchors: str | Path | None = None,
+    judgements_task: str | None = None,
+    judgements_format: str = "auto",
+    judgements_columns: Mapping[str, str] | None = None,
     extra_parameters: Mapping[str, Any] | None = None,
     kernel_name: str | None = None,
     progress: bool = False,
     on_notebook: Callable[[str], None] | None = None,
 ) -> PipelineResult:
     """Run the four notebooks into a fresh run folder and export the validation report.
+
+    With ``judgements`` (import mode) notebook 02 imports that decision file as the batch
+    instead of judging one, notebook 01 is skipped, and the file and anchors are checked
+    before any kernel starts.
 
     Parameters
     ----------
@@ -500,6 +620,14 @@ def run_pipeline(
         The batch to run (``dataset`` defaults to :func:`cjlib.datasets.default_dataset_dir`).
     output_dir : path
         Parent of the run folder.
+    judgements : path, optional
+        A human decision export (see :mod:`cjlib.importing`); notebook parameter
+        ``judgements_path``.
+    judgements_anchors : path, optional
+        CSV/xlsx of ``essay_id, grade`` marking anchors among the file's essays; without it
+        the batch has scores and reliabilities but no grade projections.
+    judgements_task, judgements_format, judgements_columns
+        ``task``, ``format`` and ``columns`` of :func:`cjlib.importing.read_judgement_file`.
     extra_parameters : mapping, optional
         More notebook parameters (``cj pipeline -p key=value``), each passed to every notebook
         that declares it; they override the named arguments.
@@ -518,6 +646,8 @@ def run_pipeline(
     ------
     UsageError
         An extra parameter is declared by no notebook or is one the pipeline sets itself.
+    JudgementFileError
+        Import mode: the decision file or the anchors are bad (nothing was run or written).
     NotFoundError
         The notebooks are missing.
     PipelineError
@@ -553,9 +683,19 @@ def run_pipeline(
         "max_comparisons": max_comparisons,
         "seed": seed,
         "judge": judge,
+        "judgements_path": str(judgements) if judgements else None,
+        "judgements_anchors": str(judgements_anchors) if judgements_anchors else None,
+        "judgements_task": judgements_task,
+        "judgements_format": judgements_format,
+        "judgements_columns": dict(judgements_columns or {}),
         **extra,
     }
     _refuse_bad_parameters(parameters, frozenset(extra))
+    importing = import_mode(parameters)
+    if importing:
+        _require_import_notebook(folder, declared[NOTEBOOKS[1]])
+        check_judgements(parameters)
+        _import_paths(parameters)
     _check_database(url)
     run_dir = new_pipeline_run_dir(output_dir, str(parameters["batch_label"]))
     parameters["run_dir"] = str(run_dir)
@@ -569,17 +709,22 @@ def run_pipeline(
         )
 
     with _kernel_database_url(url):
-        run(NOTEBOOKS[0])
+        if not importing:
+            run(NOTEBOOKS[0])
         run(NOTEBOOKS[1])
         try:
             cj_batch_id = read_batch_record(run_dir)["cj_batch_id"]
         except NotFoundError as err:
             raise PipelineError(f"notebook {NOTEBOOKS[1]}.ipynb recorded no batch: {err}") from None
         parameters["cj_batch_id"] = cj_batch_id
+        if importing:
+            # The report's data set is where it finds true grades; an import has none.
+            parameters["dataset_dir"] = None
         run(NOTEBOOKS[2])
         run(NOTEBOOKS[3])
     report_html = export_report(run_dir / f"{REPORT_NOTEBOOK}.ipynb", run_dir / REPORT_HTML)
-    _refresh_execute_record(url, cj_batch_id, run_dir, Path(parameters["dataset_dir"]), executed)
+    dataset_used = None if importing else Path(parameters["dataset_dir"])
+    _refresh_execute_record(url, cj_batch_id, run_dir, dataset_used, executed)
     log.info("pipeline finished: %s", report_html)
     return PipelineResult(
         run_dir=run_dir,

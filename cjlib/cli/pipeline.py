@@ -48,6 +48,39 @@ def pipeline(
     output_dir: Annotated[
         Path, typer.Option("--output-dir", help="Parent folder of the run folder.")
     ] = Path("reports/runs"),
+    judgements: Annotated[
+        Path | None,
+        typer.Option(
+            "--judgements",
+            help="Import mode: a human decision export (CSV, TSV, xlsx) becomes the batch "
+            "instead of the simulated judge; notebook 01 is skipped.",
+        ),
+    ] = None,
+    anchors: Annotated[
+        Path | None,
+        typer.Option(
+            "--anchors", help="With --judgements: CSV of essay_id, grade marking anchors."
+        ),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="With --judgements: task of a multi-task file.")
+    ] = None,
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="With --judgements: layout (auto, nmm, candidate, won_lost, winner_loser, "
+            "id1_id2, left_right, cjlib).",
+        ),
+    ] = "auto",
+    column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--column",
+            help="With --judgements: canonical=source column mapping, repeatable.",
+            show_default=False,
+        ),
+    ] = None,
     parameter: Annotated[
         list[str] | None,
         typer.Option(
@@ -73,9 +106,14 @@ def pipeline(
     """Run the four notebooks into one run folder; print the HTML report's path last.
 
     Runs ./notebooks/*.ipynb when the folder has them (cj init), else cjlib's own notebooks.
+    With --judgements the batch is imported from a decision file instead of judged.
     """
+    from cjlib.cli.judgements import parse_column_mappings
+    from cjlib.errors import UsageError
     from cjlib.pipeline import notebooks_dir, parse_parameters, run_pipeline
 
+    if judgements is None and (anchors or task or column or format != "auto"):
+        raise UsageError("--anchors, --task, --format and --column need --judgements PATH")
     notebooks = notebooks_dir()
     extra = parse_parameters(parameter or [])
     llm_options = {
@@ -97,6 +135,11 @@ def pipeline(
         seed=seed,
         judge=judge,
         output_dir=output_dir,
+        judgements=judgements,
+        judgements_anchors=anchors,
+        judgements_task=task,
+        judgements_format=format,
+        judgements_columns=parse_column_mappings(column or []),
         extra_parameters=extra,
         kernel_name=kernel,
         progress=progress,

@@ -68,6 +68,7 @@ COMPARISON_COLUMNS = (
     "wave",
     "submitted_at",
     "completed_at",
+    "seconds_taken",
 )
 PROJECTION_COLUMNS = (
     "els_essay_id",
@@ -301,7 +302,8 @@ class BatchRecord:
         One row per pair in creation order: ``id``, ``request_correlation_id``,
         ``essay_a_id``, ``essay_b_id``, ``winner`` (``essay_a``, ``essay_b``, ``error`` or None
         while pending), ``confidence``, ``judge_id``, ``error_code``, ``wave``,
-        ``submitted_at``, ``completed_at``.
+        ``submitted_at``, ``completed_at``, ``seconds_taken`` (the judge's time of an imported
+        decision, None when unknown).
     projections : pandas.DataFrame
         The stored ``grade_projections``: ``els_essay_id``, ``cj_batch_id``,
         ``primary_grade``, ``grade_scale``, ``confidence_score``, ``confidence_label`` and one
@@ -480,6 +482,8 @@ def _comparisons(session: Session, batch_id: int) -> pd.DataFrame:
             "wave": meta.get("wave") if isinstance(meta, Mapping) else None,
             "submitted_at": submitted,
             "completed_at": completed,
+            # Imported decisions carry the judge's time from the export.
+            "seconds_taken": meta.get("seconds_taken") if isinstance(meta, Mapping) else None,
         }
         for (pair_id, correlation, a, b, winner, confidence, judge, error, meta, submitted,
              completed) in rows

@@ -9,7 +9,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from cjlib.db.models import CoreCJState
-from cjlib.report.loading import BatchRecord, load_batch
+from cjlib.report.loading import BatchRecord, import_info, load_batch
 
 if TYPE_CHECKING:
     from cjlib.diagnostics import HealthAlert
@@ -76,9 +76,27 @@ def _status_check(frames: BatchRecord) -> dict[str, Any]:
     return _check(CHECKS[2], status == "COMPLETE_STABLE", f"status {status}")
 
 
+def _imported_without_anchors(frames: BatchRecord, n_projections: int, n_anchors: int) -> bool:
+    # `cj judgements import` / `cj pipeline --judgements` without --anchors: scores and
+    # reliabilities are the whole result, so no projection is not a failure.
+    return (
+        import_info(frames) is not None
+        and n_anchors == 0
+        and n_projections == 0
+        and frames.metadata.get("projection_unavailable_reason") == "no_anchors"
+    )
+
+
 def _projection_check(frames: BatchRecord) -> dict[str, Any]:
     n_projections = len(frames.projections)
     n_anchors = int(frames.essays["is_anchor"].sum())
+    if _imported_without_anchors(frames, n_projections, n_anchors):
+        return _check(
+            CHECKS[3],
+            True,
+            "not applicable: batch imported without anchors, so it has scores and "
+            "reliabilities but no projections (projection_unavailable_reason no_anchors)",
+        )
     grades = frames.anchor_grades
     n_grades = int(grades.nunique())
     passed = n_projections > 0 and n_anchors > 0 and n_grades >= 2
@@ -144,7 +162,8 @@ def success_checklist(
 
     Lines (see :data:`CHECKS`): the ``is_anchor`` column agrees with each essay's anchor
     metadata; the state history ends WAITING_CALLBACKS → SCORING → COMPLETED; the upload is
-    COMPLETE_STABLE; there are grade projections, anchors, and ≥ 2 distinct anchor grades;
+    COMPLETE_STABLE; there are grade projections, anchors, and ≥ 2 distinct anchor grades (a
+    batch imported without anchors passes this line with the reason ``no_anchors``);
     :func:`cjlib.diagnostics.inspect_batch` judges the batch ``ok``; no alert of
     :func:`cjlib.diagnostics.health_alerts` (including ``anchor_flag_drift``) names the batch.
 

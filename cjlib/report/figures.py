@@ -21,7 +21,7 @@ from matplotlib.patches import Patch
 
 from cjlib.grades import get_grade_scale
 from cjlib.report.assembly import BatchReport
-from cjlib.report.loading import DECIDED
+from cjlib.report.loading import DECIDED, positions_known
 from cjlib.report.tables import confusion_table, position_table
 
 _STUDENT_COLOUR, _ANCHOR_COLOUR, _ALERT_COLOUR = "#4C72B0", "#DD8452", "#C44E52"
@@ -339,6 +339,10 @@ def _comparison_histogram(title: str, counts: pd.DataFrame) -> Figure:
 def plot_position_effect(rep: BatchReport) -> Figure:
     """Share of decisions won by position A per wave and overall, with Wilson 95 % CIs."""
     title = "Position-A win share (95 % Wilson CI)"
+    if not positions_known(rep.frames):
+        return _placeholder(
+            title, "positions unknown: the imported file did not say which essay was shown first"
+        )
     table = position_table(rep)
     if table["decisions"].iloc[-1] == 0:
         return _placeholder(title, "no decided comparisons")
@@ -431,3 +435,43 @@ FIGURES = (
     plot_confusion_matrix,
     plot_reliability_diagram,
 )
+
+
+#: Largest number of time bins of :func:`plot_decisions_over_time`.
+MAX_TIME_BINS = 40
+
+
+def plot_decisions_over_time(rep: BatchReport) -> Figure:
+    """Decisions per time bin (when each was made) with the cumulative count.
+
+    Times are the pairs' ``completed_at``: for an imported batch the decision time of the file
+    (``createdAt`` of No More Marking), for a judged batch the callback's arrival. At most
+    :data:`MAX_TIME_BINS` equal-width bins between the first and the last decision.
+    """
+    title = "Decisions over time"
+    decided = rep.frames.decided
+    times = pd.to_datetime(decided["completed_at"], utc=True, errors="coerce").dropna()
+    if times.empty:
+        return _placeholder(title, "no decision has a time")
+    start, end = times.min(), times.max()
+    if start == end:
+        return _placeholder(
+            title,
+            f"all {len(times)} decisions carry one time ({start}): the file gave no decision times",
+        )
+    hours = ((times - start).dt.total_seconds() / 3600.0).to_numpy()
+    n_bins = int(min(MAX_TIME_BINS, max(5, np.sqrt(len(hours)))))
+    counts, edges = np.histogram(hours, bins=n_bins)
+    fig, ax = _figure(9.0, 4.0)
+    ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=_STUDENT_COLOUR,
+           edgecolor="white", linewidth=0.5, label="decisions per bin")  # fmt: skip
+    ax.set_xlabel(f"hours since the first decision ({start:%Y-%m-%d %H:%M} UTC)")
+    ax.set_ylabel("decisions per bin")
+    cumulative = ax.twinx()
+    ordered = np.sort(hours)
+    cumulative.plot(ordered, np.arange(1, len(ordered) + 1), color=_ANCHOR_COLOUR, lw=1.5)
+    cumulative.set_ylabel("decisions so far", color=_ANCHOR_COLOUR)
+    cumulative.set_ylim(0, len(ordered) * 1.05)
+    span = (end - start).total_seconds() / 3600.0
+    ax.set_title(f"{title}: {len(times)} decisions over {span:.1f} h")
+    return fig

@@ -20,6 +20,10 @@ from cjlib.report.assembly import BatchReport
 from cjlib.report.tables import run_summary
 
 __all__ = [
+    "DECISIONS_OVER_TIME_MARKDOWN",
+    "JUDGE_PANEL_MARKDOWN",
+    "PANEL_MARKDOWN",
+    "SPLIT_HALF_MARKDOWN",
     "checklist_html",
     "header_markdown",
     "html_table",
@@ -85,3 +89,28 @@ def limitations_markdown(items: Sequence[str]) -> str:
     if not items:
         return "No limitations were detected in the data of this batch."
     return "\n".join(f"- {markdown_text(item)}" for item in items)
+
+
+#: Section texts of the human-panel cells of notebook 04 (shown for imported batches).
+PANEL_MARKDOWN = """## Human judging panel
+
+This batch was imported from a human decision export. The table says how the file was read: rows
+kept and skipped, and whether it said where each essay was shown (without positions, no
+position bias can be measured). Essay texts and true grades are not needed for anything below."""
+JUDGE_PANEL_MARKDOWN = """### Judges
+
+Per judge: decisions, infit and outfit mean squares of the refit (near 1: the judge agrees with
+the consensus as much as the model expects; above it: more surprising decisions), **misfit** when
+the infit exceeds the panel's mean + 2 SD (Pollitt 2012), the median seconds per decision (when
+the file gave times) and the share of decisions for the essay shown left / as A (when positions
+are known; far from one half means a side preference)."""
+DECISIONS_OVER_TIME_MARKDOWN = """### Decisions over time
+
+Decisions per time bin (bars) and the running total (line), from the decision times of the
+file: the pace of the judging session, and gaps or late bursts."""
+SPLIT_HALF_MARKDOWN = """### Split-half reliability
+
+The judges are split at random into two halves, the scores are fitted on each half and
+correlated; the Spearman–Brown step-up estimates the reliability of the whole panel. Unlike SSR
+it does not rely on the model's own standard errors, so it is the inter-rater reliability CJ
+studies report next to SSR."""

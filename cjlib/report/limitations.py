@@ -13,6 +13,7 @@ from typing import Any
 from cjlib.projection import Projection
 from cjlib.report.assembly import BatchReport
 from cjlib.report.checklist import anchor_flag_check
+from cjlib.report.loading import import_info, positions_known
 from cjlib.report.tables import position_table
 
 #: Scale separation reliability below this is reported as a limitation.
@@ -34,6 +35,11 @@ def _projection_unavailable(rep: BatchReport) -> list[str]:
     if meta.get("projection_available") is not False and rep.projection is not None:
         return []
     reason = meta.get("projection_unavailable_reason")
+    if reason == "no_anchors" and import_info(rep.frames) is not None:
+        return [
+            "The decisions were imported without anchors, so the batch has scores and "
+            "reliabilities but no projected grades."
+        ]
     message = meta.get("projection_unavailable_message") or rep.projection_error
     return [
         "No grades could be projected"
@@ -153,6 +159,11 @@ def _essays(rep: BatchReport) -> list[str]:
 
 
 def _position_bias(rep: BatchReport) -> list[str]:
+    if not positions_known(rep.frames):
+        return [
+            "The imported file did not say which essay was shown first, so a position bias of "
+            "the judges cannot be measured."
+        ]
     overall = position_table(rep).iloc[-1]
     if not overall["decisions"] or overall["ci_low"] <= 0.5 <= overall["ci_high"]:
         return []
@@ -166,7 +177,8 @@ def _position_bias(rep: BatchReport) -> list[str]:
 def _run(rep: BatchReport) -> list[str]:
     meta, run = rep.frames.metadata, rep.frames.run
     out = []
-    if meta.get("completion_reason") == "budget_exhausted":
+    # An import's "budget" is its file: every decision is in, none was left unjudged.
+    if meta.get("completion_reason") == "budget_exhausted" and import_info(rep.frames) is None:
         out.append(
             f"The batch stopped when its budget of {run.get('max_comparisons')} comparisons was "
             "used up, not because the scores had become stable."

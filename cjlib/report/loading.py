@@ -17,8 +17,10 @@ from cjlib.db.queries import DECIDED, BatchRecord, load_batch, win_loss_counts
 __all__ = [
     "DECIDED",
     "BatchRecord",
+    "import_info",
     "load_batch",
     "load_true_grades",
+    "positions_known",
     "stored_scores",
     "win_loss_counts",
 ]
@@ -82,3 +84,29 @@ def load_true_grades(
         index=pd.Index(truth["essay_id"].astype(str).to_numpy(dtype=object), name="essay_id"),
         name="true_grade",
     )
+
+
+def import_info(frames: BatchRecord) -> dict | None:
+    """What an imported batch recorded about its file, None for a batch that was judged.
+
+    Returns
+    -------
+    dict or None
+        The upload's ``processing_metadata["import"]`` (written by
+        :func:`cjlib.workflow.imports.import_judgements`): ``source``, ``task``, ``anchors``,
+        ``has_texts``, ``positions_known``, ``rows_read``, ``decisions``, ``excluded``,
+        ``duplicates``, ``other_tasks``.
+    """
+    info = frames.metadata.get("import")
+    return dict(info) if isinstance(info, dict) else None
+
+
+def positions_known(frames: BatchRecord) -> bool:
+    """Whether ``essay_a`` of the batch's pairs is the essay shown first (left, position A).
+
+    A judged batch always knows; an import knows when its file said where each item was shown.
+    Without positions an import stores every pair winner-first, so a position-A share of such a
+    batch is 1 by construction and means nothing.
+    """
+    info = import_info(frames)
+    return True if info is None else info.get("positions_known") is not False

@@ -15,11 +15,11 @@ from scipy import stats
 from sqlalchemy import Engine
 
 from cjlib.db.models import utc_now
-from cjlib.errors import NotFoundError
+from cjlib.errors import CJError, NotFoundError
 from cjlib.notebook import format_value
 from cjlib.provenance import git_revision, versions
 from cjlib.report.assembly import BatchReport
-from cjlib.report.loading import DECIDED, BatchRecord
+from cjlib.report.loading import DECIDED, BatchRecord, import_info, positions_known
 
 #: Confidence level of the binomial intervals of the position-A win share.
 POSITION_CI_LEVEL = 0.95
@@ -253,9 +253,19 @@ def position_table(rep: BatchReport | BatchRecord) -> pd.DataFrame:
     -------
     pandas.DataFrame
         ``wave`` (``all`` last), ``decisions``, ``a_wins``, ``a_share``, ``ci_low``,
-        ``ci_high`` (Wilson interval at :data:`POSITION_CI_LEVEL`).
+        ``ci_high`` (Wilson interval at :data:`POSITION_CI_LEVEL`). For an imported batch whose
+        file did not give positions (:func:`cjlib.report.loading.positions_known`), one row
+        ``all`` with the decisions and NaN shares.
     """
-    decided = _frames_of(rep).decided
+    frames = _frames_of(rep)
+    decided = frames.decided
+    if not positions_known(frames):
+        # Stored winner-first: the share would be 1 by construction.
+        nan = float("nan")
+        return pd.DataFrame(
+            [("all", len(decided), nan, nan, nan, nan)],
+            columns=["wave", "decisions", "a_wins", "a_share", "ci_low", "ci_high"],
+        )
     rows = []
     groups = [(_wave_label(w), g) for w, g in decided.groupby("wave", sort=True)]
     for wave, group in [*groups, ("all", decided)]:
@@ -285,6 +295,8 @@ def judge_fit_table(rep: BatchReport) -> pd.DataFrame:
             "position_a_share": per_judge["a_win"].sum() / per_judge["decided"].sum(),
         }
     )
+    if not positions_known(rep.frames):
+        table["position_a_share"] = float("nan")
     if rep.bt is not None and not rep.bt.judges.empty:
         table = table.join(rep.bt.judges[["infit", "outfit"]], how="left")
     else:
@@ -448,3 +460,230 @@ def llm_order_table(engine: Engine, cj_batch_id: int) -> pd.DataFrame:
         for _, row in table.iterrows()
     ]
     return pd.DataFrame(rows, columns=columns)
+
+
+# --------------------------------------------------------------------------------------------
+# Human judging panels: the imported file, judges, split-half reliability
+# --------------------------------------------------------------------------------------------
+
+#: A judge is flagged as misfitting when their infit exceeds the panel's mean by this many SDs
+#: (Pollitt 2012; the convention of the major CJ platforms).
+MISFIT_SD = 2.0
+#: Random splits of the judges the report's split-half reliability takes the median over.
+SPLIT_HALF_SPLITS = 20
+#: Ridge penalty of the half fits in the fallback split-half (a half is often disconnected).
+SPLIT_HALF_ALPHA = 0.03
+
+
+def import_table(rep: BatchReport) -> pd.DataFrame:
+    """How the batch was imported (file, task, rows kept and skipped, positions), or empty.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``field``, ``value``; no rows for a batch that was judged, not imported.
+    """
+    info = import_info(rep.frames)
+    if info is None:
+        return pd.DataFrame(columns=["field", "value"])
+    rows = [
+        ("file", info.get("source")),
+        ("task", info.get("task") or "–"),
+        ("rows read", info.get("rows_read")),
+        ("decisions imported", info.get("decisions")),
+        ("rows marked excluded (skipped)", info.get("excluded")),
+        ("repeated decision ids (imported once)", info.get("duplicates")),
+        ("rows of other tasks (skipped)", info.get("other_tasks")),
+        ("anchors", info.get("anchors")),
+        ("essay texts", "stored" if info.get("has_texts") else "none (ids only)"),
+        ("positions", "known" if info.get("positions_known") else "unknown (stored winner-first)"),
+    ]
+    return pd.DataFrame([(k, format_value(v)) for k, v in rows], columns=["field", "value"])
+
+
+def judge_misfit(judges: pd.DataFrame) -> pd.Series:
+    """Which judges misfit: infit above the panel's mean infit + :data:`MISFIT_SD` SD.
+
+    Uses the ``misfit`` column of :attr:`cjlib.scoring.BTResult.judges` when the scoring
+    module provides one; otherwise computes the same rule here. Mean and SD (denominator
+    n − 1) are over judges with a finite infit; with fewer than three such judges nobody is
+    flagged.
+
+    Parameters
+    ----------
+    judges : pandas.DataFrame
+        Indexed by judge, with ``infit`` (and optionally ``misfit``).
+
+    Returns
+    -------
+    pandas.Series
+        Boolean, same index as ``judges``.
+    """
+    if "misfit" in judges.columns:
+        return judges["misfit"].fillna(False).astype(bool)
+    infit = judges["infit"].astype(float)
+    finite = infit[np.isfinite(infit)]
+    if len(finite) < 3:
+        return pd.Series(False, index=judges.index, name="misfit")
+    limit = finite.mean() + MISFIT_SD * finite.std(ddof=1)
+    return (infit > limit).rename("misfit")
+
+
+def judge_panel_table(rep: BatchReport) -> pd.DataFrame:
+    """Per judge: decisions, infit, outfit, misfit flag, median seconds, share of left choices.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per judge, most decisions first: ``judge_id``, ``decisions`` (decided
+        comparisons), ``infit``, ``outfit`` (from the report's refit), ``misfit``
+        (:func:`judge_misfit`), ``median_seconds`` (median ``seconds_taken`` of the judge's
+        decisions, NaN when the file gave no times), ``left_share`` (share of decisions won by
+        the essay shown left / as A; NaN when positions are unknown). Empty when no decided
+        comparison names a judge.
+    """
+    columns = [
+        "judge_id", "decisions", "infit", "outfit", "misfit", "median_seconds", "left_share",
+    ]  # fmt: skip
+    decided = rep.frames.decided
+    decided = decided.loc[decided["judge_id"].notna()]
+    if decided.empty:
+        return pd.DataFrame(columns=columns)
+    seconds = (
+        pd.to_numeric(decided["seconds_taken"], errors="coerce")
+        if "seconds_taken" in decided.columns
+        else pd.Series(np.nan, index=decided.index)
+    )
+    grouped = pd.DataFrame(
+        {
+            "judge_id": decided["judge_id"].to_numpy(),
+            "left": (decided["winner"] == "essay_a").to_numpy(),
+            "seconds": seconds.to_numpy(dtype=float),
+        }
+    ).groupby("judge_id", sort=False)
+    table = pd.DataFrame(
+        {
+            "decisions": grouped.size(),
+            "median_seconds": grouped["seconds"].median(),
+            "left_share": grouped["left"].mean(),
+        }
+    )
+    if not positions_known(rep.frames):
+        table["left_share"] = float("nan")
+    judges = rep.bt.judges if rep.bt is not None else pd.DataFrame()
+    if judges.empty:
+        table["infit"] = table["outfit"] = float("nan")
+        table["misfit"] = False
+    else:
+        fit = judges.assign(misfit=judge_misfit(judges))
+        table = table.join(fit[["infit", "outfit", "misfit"]], how="left")
+        table["misfit"] = table["misfit"].fillna(False).astype(bool)
+    table.index.name = "judge_id"
+    table = table.reset_index().sort_values(["decisions", "judge_id"], ascending=[False, True])
+    return table[columns].reset_index(drop=True)
+
+
+def _fit_theta(comparisons: pd.DataFrame) -> pd.Series:
+    from cjlib.scoring import fit_bradley_terry
+
+    return fit_bradley_terry(comparisons, alpha=SPLIT_HALF_ALPHA).scores["theta"]
+
+
+def _judge_split_half(comparisons: pd.DataFrame, *, n_splits: int, seed: int) -> np.ndarray:
+    """Correlations of θ between halves of the judges (of the decisions with one judge)."""
+    rng = np.random.default_rng(seed)
+    judges = comparisons["judge_id"].fillna("unknown").to_numpy()
+    names = pd.unique(judges)
+    correlations = []
+    for _ in range(n_splits):
+        if len(names) >= 2:
+            first = set(rng.permutation(names)[: len(names) // 2])
+            half = np.isin(judges, list(first))
+        else:
+            half = rng.permutation(len(comparisons)) % 2 == 0
+        try:
+            theta_1 = _fit_theta(comparisons.loc[half])
+            theta_2 = _fit_theta(comparisons.loc[~half])
+        except (ValueError, CJError):
+            continue  # a half too small to fit (fewer than two essays)
+        both = theta_1.index.intersection(theta_2.index)
+        if len(both) >= 3:
+            correlations.append(float(np.corrcoef(theta_1[both], theta_2[both])[0, 1]))
+    return np.asarray(correlations, dtype=float)
+
+
+def split_half_reliability(
+    rep: BatchReport, *, n_splits: int = SPLIT_HALF_SPLITS, seed: int = 0
+) -> dict[str, Any]:
+    """Split-half (inter-rater) reliability of the batch's scores.
+
+    The judges are split at random into two halves (the decisions, when there is one judge),
+    each half is fitted on its own, and θ of the essays in both halves are correlated
+    (Pearson r); over ``n_splits`` splits the median r and its Spearman–Brown step-up
+    2r / (1 + r) are reported (Verhavert et al. 2019). The value the finalizer stored with the
+    batch (``processing_metadata["split_half"]``) when there is one; else
+    :func:`cjlib.reliability.split_half` when this cjlib has it; otherwise the same procedure
+    here, with halves fitted with ridge α = :data:`SPLIT_HALF_ALPHA` (a half is often not
+    strongly connected).
+
+    Returns
+    -------
+    dict
+        ``median_r``, ``spearman_brown``, ``splits`` (correlations computed), ``judges``,
+        ``method`` (which implementation); NaN values when there are too few decisions.
+    """
+    decided = rep.frames.decided
+    comparisons = decided[["essay_a_id", "essay_b_id", "winner"]].copy()
+    comparisons["judge_id"] = decided["judge_id"].fillna("unknown").to_numpy()
+    n_judges = int(comparisons["judge_id"].nunique())
+    nan = float("nan")
+    stored = rep.frames.metadata.get("split_half")
+    if isinstance(stored, dict) and stored.get("median") is not None:
+        # The finalizer's own split-half (cjlib.reliability.split_half): the number the batch
+        # published, so the report does not show a second, differently seeded estimate.
+        return {
+            "median_r": float(stored["median"]),
+            "spearman_brown": float(stored.get("spearman_brown", nan)),
+            "splits": int(stored.get("n_splits") or 0),
+            "judges": n_judges,
+            "method": f"stored by the finalizer (split by {stored.get('split_by', 'judges')})",
+        }
+    if len(comparisons) < 4:
+        return {"median_r": nan, "spearman_brown": nan, "splits": 0, "judges": n_judges,
+                "method": "too few decisions"}  # fmt: skip
+    try:
+        from cjlib.reliability import split_half
+    except ImportError:
+        r = _judge_split_half(comparisons, n_splits=n_splits, seed=seed)
+        median = float(np.median(r)) if len(r) else nan
+        return {
+            "median_r": median,
+            "spearman_brown": 2 * median / (1 + median) if median > -1 else nan,
+            "splits": len(r),
+            "judges": n_judges,
+            "method": "cjlib.report (judges split at random)",
+        }
+    result = split_half(comparisons, n_splits=n_splits, seed=seed)
+    correlations = getattr(result, "correlations", ())
+    return {
+        "median_r": float(result.median),
+        "spearman_brown": float(result.spearman_brown),
+        "splits": len(correlations) if correlations is not None else n_splits,
+        "judges": n_judges,
+        "method": "cjlib.reliability.split_half",
+    }
+
+
+def split_half_table(rep: BatchReport, *, n_splits: int = SPLIT_HALF_SPLITS) -> pd.DataFrame:
+    """:func:`split_half_reliability` as a metric/value/meaning table."""
+    result = split_half_reliability(rep, n_splits=n_splits)
+    return _metric_table(
+        [
+            ("split-half correlation (median r)", result["median_r"],
+             "θ of two random halves of the judges, correlated"),
+            ("Spearman–Brown 2r / (1 + r)", result["spearman_brown"],
+             "reliability of the whole panel; compare with SSR"),
+            ("splits", result["splits"], f"over {result['judges']} judge(s)"),
+            ("computed by", result["method"], ""),
+        ]
+    )  # fmt: skip

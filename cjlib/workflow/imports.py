@@ -66,7 +66,7 @@ from cjlib.db.repository import (
 from cjlib.defaults import DEFAULT_GRADE_SCALE
 from cjlib.errors import DatasetError, JudgementFileError, UsageError
 from cjlib.grades import GradeScale, get_grade_scale
-from cjlib.importing import JudgementFile, read_anchor_grades
+from cjlib.importing import JudgementFile, read_anchor_grades, read_judgement_file
 from cjlib.scoring import METHODS
 from cjlib.workflow.finalizer import BatchFinalizer, FinalizationResult
 
@@ -100,6 +100,23 @@ class ImportResult:
     positions_known: bool
     finalization: FinalizationResult
     seconds: Mapping[str, float] = field(default_factory=dict)
+
+    # status, state and run_dir make an import a batch record like an executed batch's
+    # (:func:`cjlib.notebook.write_batch_record`); an import writes no artefact folder.
+    @property
+    def status(self) -> str:
+        """The batch's final upload status (COMPLETE_STABLE after a normal import)."""
+        return self.finalization.status
+
+    @property
+    def state(self) -> str:
+        """The batch's final state (COMPLETED after a normal import)."""
+        return self.finalization.state
+
+    @property
+    def run_dir(self) -> None:
+        """None: an import writes no artefact folder of its own."""
+        return None
 
     def summary(self) -> dict[str, Any]:
         """The import as plain data (what ``cj judgements import --json`` prints)."""
@@ -584,4 +601,81 @@ def import_judgements(
         positions_known=positions_known,
         finalization=finalization,
         seconds=seconds,
+    )
+
+
+def check_anchor_grades(
+    decisions: JudgementFile, anchors: str | Path, *, grade_scale: str
+) -> dict[str, str]:
+    """Read an anchor file and check it against the decisions, writing nothing.
+
+    The checks :func:`import_judgements` makes on ``anchors``, for callers that validate
+    before doing anything else (``cj pipeline --judgements``).
+
+    Parameters
+    ----------
+    decisions : JudgementFile
+        From :func:`cjlib.importing.read_judgement_file`.
+    anchors : path
+        CSV/xlsx of ``essay_id, grade``.
+    grade_scale : str
+        Name of the scale the grades must be on.
+
+    Returns
+    -------
+    dict
+        Anchor essay id → grade label.
+
+    Raises
+    ------
+    JudgementFileError
+        An unreadable anchor file, an anchor id that never appears in the decisions, or a
+        grade that is not an anchor grade of the scale.
+    """
+    grades = read_anchor_grades(anchors)
+    frame = decisions.decisions
+    essay_ids = set(frame["winner_id"].astype(str)) | set(frame["loser_id"].astype(str))
+    scale = get_grade_scale(grade_scale)
+    _check_anchors(grades, str(anchors), essay_ids, str(decisions.path), scale)
+    return grades
+
+
+def import_judgement_file(
+    engine: Engine,
+    path: str | Path,
+    *,
+    assignment_id: str,
+    course_id: str,
+    batch_label: str,
+    format: str = "auto",
+    columns: Mapping[str, str] | None = None,
+    task: str | None = None,
+    anchors: str | Path | None = None,
+    essays_dir: str | Path | None = None,
+    grade_scale: str | None = None,
+) -> ImportResult:
+    """Read a decision file and import it as a finalized batch (what notebook 02 calls).
+
+    :func:`cjlib.importing.read_judgement_file` with ``format``, ``columns`` and ``task``,
+    then :func:`import_judgements` with the other arguments.
+
+    Returns
+    -------
+    ImportResult
+
+    Raises
+    ------
+    JudgementFileError, DatasetError, UsageError, FinalizationError
+        As :func:`cjlib.importing.read_judgement_file` and :func:`import_judgements`.
+    """
+    decisions = read_judgement_file(path, format=format, columns=dict(columns or {}), task=task)
+    return import_judgements(
+        engine,
+        decisions,
+        assignment_id=assignment_id,
+        course_id=course_id,
+        batch_label=batch_label,
+        anchors=anchors,
+        essays_dir=essays_dir,
+        grade_scale=grade_scale,
     )
