@@ -302,6 +302,9 @@ class BatchInspection:
     #: ``prompt_tokens``, ``completion_tokens``, ``cost_usd``; see
     #: :func:`cjlib.db.judge_calls.judge_call_summary`), None when it has none.
     judge_calls: dict[str, Any] | None = None
+    #: The finalizer's statistics: estimator, reliability (with its name), separations,
+    #: split-half reliability and misfitting judges; empty until the batch is finalized.
+    statistics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def essay_count(self) -> int:
@@ -386,6 +389,25 @@ def _completion_reason(*metadata: Any) -> str | None:
         if isinstance(meta, dict) and meta.get("completion_reason") is not None:
             return str(meta["completion_reason"])
     return None
+
+
+#: Keys of the upload's metadata that ``inspect`` reports as the batch's statistics.
+STATISTICS_KEYS = (
+    "bt_method",
+    "bt_method_reason",
+    "reliability",
+    "reliability_name",
+    "separation",
+    "sep_g",
+    "sep_g_sirt",
+    "split_half",
+    "misfit_judges",
+)
+
+
+def _statistics(metadata: Any) -> dict[str, Any]:
+    meta = metadata if isinstance(metadata, dict) else {}
+    return {key: meta[key] for key in STATISTICS_KEYS if key in meta}
 
 
 def inspect_batch(engine: Engine, cj_batch_id: int) -> BatchInspection:
@@ -473,6 +495,7 @@ def inspect_batch(engine: Engine, cj_batch_id: int) -> BatchInspection:
         health=health["health"],
         health_row=health,
         judge_calls=asdict(calls) if calls is not None and calls.calls else None,
+        statistics=_statistics(upload.processing_metadata),
     )
 
 

@@ -66,9 +66,13 @@ def _refit(frames: BatchRecord) -> BTResult | None:
     comparisons = decided[["essay_a_id", "essay_b_id", "winner"]].copy()
     if decided["judge_id"].notna().any():
         comparisons["judge_id"] = decided["judge_id"].fillna("unknown").to_numpy()
-    alpha = frames.metadata.get("bt_alpha") or 0.0
+    # The batch's own estimator, as the finalizer recorded it (batches finalized before the
+    # estimators were named recorded only their ridge α, 0 meaning the MLE).
+    meta = frames.metadata
+    method = meta.get("bt_method") or ("ridge" if meta.get("bt_alpha") else "mle")
+    kwargs = {"alpha": float(meta["bt_alpha"])} if method == "ridge" else {}
     try:
-        return fit_bradley_terry(comparisons, alpha=float(alpha))
+        return fit_bradley_terry(comparisons, method=method, **kwargs)
     except (ValueError, CJError) as err:
         log.warning("batch %s: BT refit for the report failed: %s", frames.cj_batch_id, err)
         return None

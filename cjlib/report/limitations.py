@@ -106,13 +106,14 @@ def _calibration(rep: BatchReport) -> list[str]:
 def _fit(rep: BatchReport) -> list[str]:
     meta = rep.frames.metadata
     out = []
-    if meta.get("bt_connected") is False:
+    method = meta.get("bt_method")
+    if meta.get("bt_connected") is False and method != "firth":
         out.append(
             "The comparison graph was not strongly connected (some essays only won or only "
             "lost within their group), so the maximum-likelihood scores do not exist."
         )
     alpha = meta.get("bt_alpha")
-    if alpha:
+    if alpha and method in (None, "ridge"):
         out.append(
             f"Scores were fitted with an L2 penalty (α = {alpha}), which pulls extreme θ "
             "towards 0 and makes their SEs optimistic."

@@ -116,26 +116,50 @@ def run_summary(rep: BatchReport) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
+def _text(value: object) -> str:
+    return "–" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def reliability_table(rep: BatchReport) -> pd.DataFrame:
     """Scale reliability and fit settings of the batch's BT scores (metric/value/meaning)."""
     meta = rep.frames.metadata
     ssr, g = meta.get("reliability"), meta.get("separation")
     strata = None if g is None else (4 * g + 1) / 3
     median = float(rep.scores["n_comparisons"].median()) if len(rep.scores) else None
+    name = meta.get("reliability_name") or "mle_rel"
+    meaning = {
+        "mle_rel": "(var θ − mean SE²) / var θ over informative essays (sirt's mle.rel)",
+        "eap_rel": "EAP-type reliability of penalised scores",
+    }.get(name, "")
+    split = meta.get("split_half") or {}
+    misfit = meta.get("misfit_judges")
     return _metric_table(
         [
             (
-                "scale separation reliability (SSR)",
-                ssr,
-                "(var θ − mean SE²) / var θ; ≥ 0.7 is usually wanted",
+                "BT estimator",
+                meta.get("bt_method") or ("ridge" if meta.get("bt_alpha") else "mle"),
+                meta.get("bt_method_reason") or "",
             ),
-            ("separation G", g, "true SD of θ over the RMSE of θ"),
+            (f"scale separation reliability ({name})", ssr, f"{meaning}; ≥ 0.7 is usually wanted"),
+            (
+                "split-half reliability (Spearman–Brown)",
+                split.get("spearman_brown"),
+                f"median r {_text(split.get('median'))} over {split.get('n_splits', 0)} random "
+                f"splits of the {split.get('split_by', 'judges')}",
+            ),
+            ("separation G", g, "√(var θ − mean SE²) / √mean SE²: true SD over RMSE"),
+            ("separation G (sirt sepG)", meta.get("sep_g_sirt"), "√(var θ / mean SE²)"),
             ("strata (4G + 1) / 3", strata, "statistically distinct levels of quality"),
-            ("BT penalty α", meta.get("bt_alpha"), "0 = maximum likelihood"),
+            ("BT penalty α", meta.get("bt_alpha"), "ridge only; 0 otherwise"),
+            (
+                "misfitting judges",
+                ", ".join(misfit) if misfit else ("none" if misfit is not None else None),
+                "infit above the judges' mean + 2 SD (Pollitt 2012)",
+            ),
             (
                 "comparison graph strongly connected",
                 meta.get("bt_connected"),
-                "needed for the unpenalised fit",
+                "the MLE needs it; Firth's estimate does not",
             ),
             ("BT engine / SE method", f"{meta.get('bt_engine')} / {meta.get('bt_se_method')}", ""),
             ("essays scored", len(rep.scores), ""),

@@ -122,3 +122,24 @@ def test_finalize_unknown_batch_is_a_clear_error(engine):
 
     with pytest.raises(NotFoundError, match="no CJ batch with id 999"):
         BatchFinalizer(engine).finalize_scoring(999)
+
+
+def test_finalizer_stores_the_estimator_and_its_statistics_and_inspect_reports_them(
+    engine, dataset
+):
+    from cjlib.diagnostics import inspect_batch
+    from cjlib.scoring import DEFAULT_METHOD
+
+    b = _waiting_batch(engine, dataset)
+    result = BatchFinalizer(engine).finalize_scoring(b)
+    assert result.bt_method == DEFAULT_METHOD == "firth"
+    meta = as_dict(
+        rows(engine, "SELECT processing_metadata FROM cj_batch_uploads WHERE id = :b", b=b)[0][0]
+    )
+    assert meta["bt_method"] == "firth" and meta["reliability_name"] == "mle_rel"
+    assert meta["split_half"]["n_splits"] == 20
+    assert -1.0 <= meta["split_half"]["spearman_brown"] <= 1.0
+    assert isinstance(meta["misfit_judges"], list)
+    stats = inspect_batch(engine, b).to_dict()["statistics"]
+    assert stats["reliability"] == pytest.approx(result.reliability)
+    assert stats["reliability_name"] == "mle_rel" and stats["bt_method"] == "firth"

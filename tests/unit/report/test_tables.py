@@ -50,3 +50,28 @@ def test_tables_of_a_batch_without_projection_still_render():
     assert tables.inversions_table(rep).empty and tables.calibration_table(rep).empty
     assert len(tables.transitions_table(rep)) == len(HISTORY)
     assert "projection unavailable" in str(plot_anchor_calibration(rep).axes[0].texts[0])
+
+
+def test_reliability_table_names_the_estimator_its_reliability_split_half_and_misfits():
+    frames = batch_frames(
+        metadata={
+            "bt_method": "firth",
+            "bt_method_reason": "the library default",
+            "reliability": 0.81,
+            "reliability_name": "mle_rel",
+            "sep_g_sirt": 2.2,
+            "split_half": {"median": 0.7, "spearman_brown": 0.82, "split_by": "judges",
+                           "n_splits": 20},
+            "misfit_judges": ["judge-7"],
+        }
+    )  # fmt: skip
+    table = tables.reliability_table(assemble_report(frames)).set_index("metric")
+    assert table.loc["BT estimator", "value"] == "firth"
+    assert table.loc["scale separation reliability (mle_rel)", "value"] == "0.810"
+    assert table.loc["split-half reliability (Spearman–Brown)", "value"] == "0.820"
+    assert (
+        "20 random splits of the judges"
+        in table.loc["split-half reliability (Spearman–Brown)", "meaning"]
+    )
+    assert table.loc["separation G (sirt sepG)", "value"] == "2.200"
+    assert table.loc["misfitting judges", "value"] == "judge-7"
