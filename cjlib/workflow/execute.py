@@ -171,7 +171,7 @@ def check_batch_options(
     refuse the same values with the same one-line message: ids and the label must be
     non-blank, without NUL, and fit their columns (``course_id`` also fits ``course_code``);
     ``max_comparisons`` between 2 and the 32-bit ``total_budget`` column's maximum; ``seed``
-    from 0 to 2**63 - 1; ``completion_timeout`` and ``callback_grace`` finite and > 0;
+    from 0 to 2**63 - 1; ``completion_timeout`` finite and > 0, ``callback_grace`` finite and ≥ 0;
     ``run_dir`` or else ``output_dir`` a folder this process can write (nothing is created).
 
     Parameters
@@ -215,7 +215,9 @@ def check_batch_options(
     )
     check_db_integer(shown["seed"], seed, minimum=0)
     check_positive_finite("--completion-timeout", completion_timeout)
-    check_positive_finite("callback_grace", callback_grace)
+    # 0 is a real choice here: record a lost result as failed without waiting.
+    if not (isinstance(callback_grace, int | float) and 0 <= callback_grace < math.inf):
+        raise UsageError(f"callback_grace must be a finite number ≥ 0; got {callback_grace!r}")
     if run_dir is not None:
         check_writable_dir(run_dir, "run_dir")
     elif output_dir is not None:

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 from cjlib.judges import SimulatedJudge
-from cjlib.workflow import finalizer, runner
+from cjlib.pairing import BalancedPairing
+from cjlib.workflow import finalizer
 
 _DELAY = float(os.environ.get("CJ_TEST_JUDGE_DELAY") or 0.0)
 _LOG = os.environ.get("CJ_TEST_JUDGE_LOG")
@@ -58,13 +59,13 @@ def _slow_judge(self, request):
     return _judge(self, request)
 
 
-_next_wave = runner.next_wave
+_next_wave = BalancedPairing.next_wave
 
 
-def _next_wave_hook(*args, **kwargs):
+def _next_wave_hook(self, *args, **kwargs):
     if _PAUSE_KIND == "wave" and kwargs.get("wave") == int(_PAUSE_ARG):
         _pause()
-    return _next_wave(*args, **kwargs)
+    return _next_wave(self, *args, **kwargs)
 
 
 _step = finalizer.BatchFinalizer._step
@@ -77,7 +78,7 @@ def _step_hook(self, name: str) -> None:
 
 
 SimulatedJudge.judge = _slow_judge
-runner.next_wave = _next_wave_hook
+BalancedPairing.next_wave = _next_wave_hook
 finalizer.BatchFinalizer._step = _step_hook
 
 if __name__ == "__main__":

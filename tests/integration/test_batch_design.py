@@ -180,7 +180,7 @@ def test_resume_rebuilds_the_recorded_strategy_and_targets(engine, dataset, tmp_
             engine, assignment_id=ASSIGNMENT, course_id=COURSE, batch_label="resume",
             max_comparisons=120, dataset=dataset, seed=6, output_dir=None, callback_grace=1.0,
             pairing="boundary", pairing_params={"min_comparisons": 2},
-            target_grade_certainty=0.99, completion_timeout=0.0,
+            target_grade_certainty=0.99, completion_timeout=1e-6,
         )  # fmt: skip
     (batch_id,) = [r.id for r in rows(engine, "SELECT id FROM cj_batch_uploads")]
     import cjlib.workflow.execute as execute_module

@@ -66,7 +66,7 @@ def test_pipeline_runs_notebooks_and_exports_report_without_code(
             "--database-url", url,
             "--dataset", str(dataset),
             "--batch-id", "pipeline-test",
-            "--max-comparisons", "100",
+            "--max-comparisons", "160",  # 10 per essay: enough information to project
             "--seed", "7",
             "--output-dir", "runs",
         ]

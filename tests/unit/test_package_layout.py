@@ -11,7 +11,9 @@ from cjlib.package_data import package_path
 
 PACKAGE = Path(cjlib.__file__).resolve().parent
 #: Modules of cjlib/cli that are not command groups.
-SHELL_PLUMBING = {"__init__", "__main__", "main", "_common", "_llm"}
+#: CLI modules that are not command groups: plumbing, and `batch_resume`, which adds
+#: `resume` to the `batch` group.
+SHELL_PLUMBING = {"__init__", "__main__", "main", "_common", "_llm", "batch_resume"}
 
 
 def _imported_modules(path: Path) -> set[str]:
