@@ -290,3 +290,13 @@ def test_git_revision_is_the_checkout_of_the_code_not_the_working_directory(tmp_
     ).stdout.strip()
     monkeypatch.chdir(tmp_path)  # not a git checkout
     assert git_revision() == expected
+
+
+def test_execute_leaves_the_projections_csv_to_the_snapshot_when_asked(engine, dataset, tmp_path):
+    register(engine, dataset)
+    run_dir = tmp_path / "run"
+    result = _execute(engine, dataset, tmp_path, max_comparisons=40, run_dir=run_dir,
+                      projections_csv=False)  # fmt: skip
+    assert "grade_projections" not in result.artefacts
+    assert not (run_dir / "grade_projections.csv").exists()
+    assert (run_dir / "assessment_run.execute.json").is_file()
