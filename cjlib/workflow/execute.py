@@ -1013,10 +1013,15 @@ def resume_batch(
             return _result(engine, cj_batch_id, waves, None, {}, final)
         reason = outcome.reason
     finalization = BatchFinalizer(engine).finalize_scoring(cj_batch_id, completion_reason=reason)
-    folder, artefacts = _write_artefacts(
-        engine, cj_batch_id, batch_label=upload.batch_label or "batch", output_dir=output_dir,
-        run_dir=None, dataset=run.get("dataset"), projections_csv=True,
-    )  # fmt: skip
+    try:
+        folder, artefacts = _write_artefacts(
+            engine, cj_batch_id, batch_label=upload.batch_label or "batch",
+            output_dir=output_dir, run_dir=None, dataset=run.get("dataset"),
+            projections_csv=True,
+        )  # fmt: skip
+    except OSError as err:
+        # Finalized and committed, as after execute: say how to write the artefacts again.
+        raise _artefacts_not_written(cj_batch_id, output_dir, err) from err
     return _result(engine, cj_batch_id, waves, folder, artefacts, finalization)
 
 

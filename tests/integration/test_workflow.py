@@ -300,3 +300,19 @@ def test_execute_leaves_the_projections_csv_to_the_snapshot_when_asked(engine, d
     assert "grade_projections" not in result.artefacts
     assert not (run_dir / "grade_projections.csv").exists()
     assert (run_dir / "assessment_run.execute.json").is_file()
+
+
+def test_resume_that_cannot_write_artefacts_says_how_to_write_them_again(engine, dataset, tmp_path):
+    from cjlib.errors import ArtefactsNotWritten
+    from cjlib.workflow.execute import resume_batch
+
+    register(engine, dataset)
+    run = _execute(engine, dataset, tmp_path, max_comparisons=40, output_dir=None,
+                   finalize=False)  # fmt: skip
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    with pytest.raises(ArtefactsNotWritten, match=f"cj batch artefacts {run.cj_batch_id}"):
+        resume_batch(engine, run.cj_batch_id, finalize_now=True, output_dir=not_a_folder)
+    state = rows(engine, "SELECT state FROM cj_batch_states WHERE batch_id = :b",
+                 b=run.cj_batch_id)  # fmt: skip
+    assert state[0][0] == "COMPLETED"
