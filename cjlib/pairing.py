@@ -340,6 +340,12 @@ def _count_order(counts: np.ndarray, jitter: np.ndarray) -> list[np.ndarray]:
     return [counts]
 
 
+def _anchor_mask(ids: Sequence[Hashable], anchors: Collection[Hashable]) -> np.ndarray:
+    """Which of ``ids`` are anchors (the balanced keys prefer pairs of the other kind)."""
+    anchor_set = set(anchors)
+    return np.array([e in anchor_set for e in ids])
+
+
 def next_wave(
     essay_ids: Sequence[Hashable],
     n_pairs: int,
@@ -384,8 +390,7 @@ def next_wave(
         Ordered pairs, essay ``a`` shown in position A.
     """
     ids = _check_ids(essay_ids)
-    anchor_set = set(anchors)
-    anchor_mask = np.array([e in anchor_set for e in ids])
+    anchor_mask = _anchor_mask(ids, anchors)
     return _build_wave(
         ids,
         n_pairs,
@@ -520,8 +525,7 @@ class AdaptivePairing(_StrategyBase):
     ) -> list[tuple[Hashable, Hashable]]:
         """Choose ``n_pairs`` ordered pairs; update ``state``."""
         ids = _check_ids(essay_ids)
-        anchor_set = set(anchors)
-        anchor_mask = np.array([e in anchor_set for e in ids])
+        anchor_mask = _anchor_mask(ids, anchors)
         balanced = _balanced_partner_keys(anchor_mask)
         rng = rng_for("pairing", self.name, seed, wave)
         if not _warmed_up(ids, state, estimates, self.min_comparisons):
@@ -620,8 +624,7 @@ class BoundaryPairing(_StrategyBase):
     ) -> list[tuple[Hashable, Hashable]]:
         """Choose ``n_pairs`` ordered pairs; update ``state``."""
         ids = _check_ids(essay_ids)
-        anchor_set = set(anchors)
-        anchor_mask = np.array([e in anchor_set for e in ids])
+        anchor_mask = _anchor_mask(ids, anchors)
         balanced = _balanced_partner_keys(anchor_mask)
         rng = rng_for("pairing", self.name, seed, wave)
         if not _warmed_up(ids, state, estimates, self.min_comparisons):
