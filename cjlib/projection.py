@@ -47,6 +47,7 @@ from cjlib.errors import ProjectionUnavailable, UsageError
 from cjlib.grades import GRADE_SCALES, GradeScale, get_grade_scale, register_grade_scale
 
 __all__ = [
+    "COMPONENT_GRID_POINTS",
     "ECE_BINS",
     "GRADE_SCALES",
     "HIGH_CONFIDENCE",
@@ -56,9 +57,10 @@ __all__ = [
     "MIN_SPACING",
     "MIN_WIDTH_FRACTION",
     "POPULATION_GRID_POINTS",
+    "POSITION_SD_MAX",
     "PRIOR_MIN_STUDENTS",
     "PROBABILITY_FLOOR",
-    "UNANCHORED_SPACING_SD",
+    "WIDTH_SD_MAX",
     "AnchorCheck",
     "GradeScale",
     "PopulationFit",
@@ -80,16 +82,24 @@ MID_CONFIDENCE = 0.4
 MIN_WIDTH_FRACTION = 0.25
 #: Floor (logits) of the typical spacing, so fully inverted anchors still give positive widths.
 MIN_SPACING = 0.1
-#: SD of an unanchored grade's centre per logit of distance to the nearest anchored centre:
-#: linear interpolation and extrapolation are assumptions, not measurements.
-UNANCHORED_SPACING_SD = 0.5
+#: Largest SD of the grade widths, as a fraction of the typical width ω, in the uniform prior
+#: over which the calibration integrates (step 1 of ``docs/projection.md``): widths may vary
+#: from equal (0) to as much as the typical width itself.
+WIDTH_SD_MAX = 1.0
+#: Largest SD of an anchor's position around its grade's centre, as a fraction of ω, in the
+#: same prior: from typical anchors at the centre (0) past anchors anywhere in their grade
+#: (uniform: 1/√12 ≈ 0.29) to 0.5.
+POSITION_SD_MAX = 0.5
+#: Grid points over (width SD, position SD) at which the calibration is computed and weighted.
+COMPONENT_GRID_POINTS = (21, 11)
 #: Fewest students for which ``population_prior`` fits a prior; smaller batches use none.
 PRIOR_MIN_STUDENTS = 10
 #: Refuse to project (``too_little_information``) when the students' estimated reliability
-#: Ŝ²/(Ŝ² + median se²) is below this: most of the spread of their θ is then measurement
-#: noise, and in simulation such batches were graded no better than by always guessing the
-#: most common grade (``docs/projection.md``).
-MIN_RELIABILITY = 0.5
+#: E[S²]/(E[S²] + mean se²) is below this. Read off the study in ``docs/projection.md`` (both
+#: truth generators, 48 batches each): at 5 comparisons per essay (Firth) reliability was at
+#: most 0.66 and the projections, made anyway, were overconfident (ECE up to 0.10) and barely
+#: beat guessing the most common grade; at 10 it was 0.70 or more and they were calibrated.
+MIN_RELIABILITY = 0.7
 #: Grid points over the population SD S on which its restricted likelihood is evaluated.
 POPULATION_GRID_POINTS = 61
 #: Smallest probability reported for any grade: the model never calls a grade impossible.
@@ -155,6 +165,7 @@ class PopulationFit:
     sd_high: float
     reliability: float
     anchor_excess_sd: float
+    grade_width_sd: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -350,163 +361,162 @@ def _pava(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return np.repeat(means, sizes), blocks, np.repeat(weights, sizes)
 
 
-def _anchor_excess_variance(theta: np.ndarray, se: np.ndarray, grade_idx: np.ndarray) -> float:
-    """ψ²: the anchors' variance around a linear trend in grade index beyond their SEs.
+def _typical_width(theta: np.ndarray, grade_idx: np.ndarray) -> float:
+    """ω̂, the Theil–Sen slope of anchor θ on grade index (floored at ``MIN_SPACING``).
 
-    Anchors need not sit at their grade's centre and grades need not be equally wide, so an
-    anchor's θ departs from the trend by more than its SE. Robust moment estimate
-    ``ψ² = max(0, (median |r| / 0.6745)² − median se²)`` with ``r`` the residuals of the
-    Theil–Sen line of θ on grade index: one badly misplaced anchor (which the isotonic step
-    pools and flags) should not make every grade uncertain. 0 with fewer than 3 anchors.
+    Used only to put the variance components on the batch's θ scale (``WIDTH_SD_MAX`` and
+    ``POSITION_SD_MAX`` are fractions of a typical grade width); robust, so that one
+    misplaced anchor does not rescale them.
     """
-    if len(theta) < 3:
-        return 0.0
-    slope, intercept, *_ = stats.theilslopes(theta, grade_idx.astype(float))
-    robust_sd = float(np.median(np.abs(theta - intercept - slope * grade_idx))) / 0.6745
-    return max(0.0, robust_sd**2 - float(np.median(se**2)))
+    if len(np.unique(grade_idx)) < 2:
+        return MIN_SPACING
+    slope = float(stats.theilslopes(theta, grade_idx.astype(float))[0])
+    return max(slope, MIN_SPACING)
 
 
-def _grade_means(
-    theta: np.ndarray, se: np.ndarray, grade_idx: np.ndarray, psi2: float
-) -> pd.DataFrame:
-    """Mean θ per anchored grade index, and its variance ``(mean se² + ψ²) / n``.
+def _anchor_design(grade_idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed (``e_0``, ω) and random (width deviations ``d_0..d_{k−1}``) design of the anchors.
 
-    Anchors of a grade are weighted equally, not by precision: a BT estimate's SE grows as the
-    estimate moves to the ends of the scale, so precision weights would pull the centres of
-    the lowest and highest grades towards the middle. ψ² (:func:`_anchor_excess_variance`) is
-    pooled over all anchors: one grade's two or three anchors cannot estimate their spread.
+    Label j spans the edges ``e_j`` to ``e_{j+1}``, ``e_j = e_0 + jω + Σ_{i<j} d_i``; its centre
+    ``(e_j + e_{j+1})/2 = e_0 + (j + ½)ω + Σ_{i<j} d_i + ½ d_j``.
     """
-    rows = []
-    for g in np.unique(grade_idx):
-        t, s2 = theta[grade_idx == g], se[grade_idx == g] ** 2
-        rows.append((g, len(t), float(np.mean(t)), (float(np.mean(s2)) + psi2) / len(t)))
-    return pd.DataFrame(rows, columns=["index", "n", "mean", "var"]).set_index("index")
+    fixed = np.column_stack([np.ones(len(grade_idx)), grade_idx + 0.5])
+    random = (np.arange(k)[None, :] < grade_idx[:, None]).astype(float)
+    random[np.arange(len(grade_idx)), grade_idx] = 0.5
+    return fixed, random
 
 
-def _scatter(values: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
-    out = np.zeros(k, dtype=bool)
-    out[idx] = values
-    return out
+def _edge_design(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed and random design of the edges ``e_0..e_k`` (``e_0``, ``e_k`` virtual)."""
+    fixed = np.column_stack([np.ones(k + 1), np.arange(k + 1.0)])
+    return fixed, np.tril(np.ones((k + 1, k)), -1)
 
 
-def _shrink_to_trend(
-    k: np.ndarray, m: np.ndarray, v: np.ndarray, n: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Empirical-Bayes grade centres: grade means shrunk towards a linear trend in grade index.
+def _edges_given_components(
+    theta: np.ndarray,
+    designs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    noise: np.ndarray,
+    width_var: float,
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Restricted log-likelihood, posterior mean and covariance of the edges, components fixed.
 
-    Model ``m_g = a + b·k_g + δ_g + ε_g`` with ``δ_g ~ N(0, τ²)`` (departure of the scale from
-    equal spacing) and ``ε_g ~ N(0, v_g)``; τ² by the DerSimonian–Laird meta-regression
-    estimator. Centres ``c_g = t_g + B_g (m_g − t_g)`` with ``B_g = τ² / (τ² + v_g)``.
-
-    The trend ``t`` is fitted with weights ``1 / (s̄²/n_g + τ²)`` (``s̄²`` the median
-    per-anchor variance), not ``1 / (v_g + τ²)``: ``v_g`` is large exactly when a grade's
-    anchors happened to land far out on the scale, and weighting by it flattens the trend. Its
-    covariance is the sandwich ``A diag(v + τ²) Aᵀ``. Returns the centres and the covariance
-    of their errors, ``(1 − B)(1 − B)ᵀ ∘ Cov(t) + diag(B v)``.
+    ``θ̂ = Xβ + Zd + ε``, ``d ~ N(0, width_var·I)``, ``Cov ε = noise``, flat prior on β:
+    universal kriging (the BLUP with β estimated by GLS) and its prediction error covariance
+    ``Σ_EE − C V⁻¹ Cᵀ + R (XᵀV⁻¹X)⁻¹ Rᵀ`` with ``C = Cov(edges, θ̂)``, ``R = T − C V⁻¹ X``.
     """
-    x = np.column_stack([np.ones(len(k)), k.astype(float)])
-    w = 1.0 / v
-    tau2 = 0.0
-    if len(m) > 2:
-        xtwx = x.T @ (w[:, None] * x)
-        beta = np.linalg.solve(xtwx, x.T @ (w * m))
-        q = np.sum(w * (m - x @ beta) ** 2)
-        c = np.sum(w) - np.trace(np.linalg.solve(xtwx, x.T @ ((w**2)[:, None] * x)))
-        tau2 = max(0.0, (q - (len(m) - 2)) / c)
-    omega = 1.0 / (np.median(v * n) / n + tau2)
-    a = np.linalg.solve(x.T @ (omega[:, None] * x), (omega[:, None] * x).T)
-    trend = x @ (a @ m)
-    trend_cov = x @ (a @ np.diag(v + tau2) @ a.T) @ x.T
-    shrink = tau2 / (tau2 + v)
-    centre = trend + shrink * (m - trend)
-    cov = np.outer(1 - shrink, 1 - shrink) * trend_cov + np.diag(shrink * v)
-    return centre, cov
+    x, z, t, z_edge = designs
+    v = width_var * z @ z.T + noise
+    v_inv = np.linalg.inv(v)
+    xtvx = x.T @ v_inv @ x
+    beta = np.linalg.solve(xtvx, x.T @ v_inv @ theta)
+    resid = theta - x @ beta
+    loglik = -0.5 * (np.linalg.slogdet(v)[1] + np.linalg.slogdet(xtvx)[1] + resid @ v_inv @ resid)
+    c = width_var * z_edge @ z.T
+    mean = t @ beta + c @ v_inv @ resid
+    r = t - c @ v_inv @ x
+    cov = width_var * z_edge @ z_edge.T - c @ v_inv @ c.T + r @ np.linalg.solve(xtvx, r.T)
+    return float(loglik), mean, cov
 
 
-def _calibrate(
-    theta: np.ndarray, se: np.ndarray, grade_idx: np.ndarray, k: int, psi2: float
-) -> pd.DataFrame:
-    """Centres, boundaries and their SEs for labels ``0..k-1`` from anchors (θ, se, index)."""
-    means = _grade_means(theta, se, grade_idx, psi2)
-    idx = means.index.to_numpy()
-    smooth, cov = _shrink_to_trend(
-        idx, means["mean"].to_numpy(), means["var"].to_numpy(), means["n"].to_numpy()
+def _edges_posterior(
+    theta: np.ndarray, se: np.ndarray, grade_idx: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Posterior mean and covariance of the grade edges ``e_0..e_k`` from the anchors.
+
+    Model (``docs/projection.md``, step 1): grade widths ``ω + d_j``, ``d_j ~ N(0, (rω)²)``
+    independent (a random walk of the edges around equal spacing); an anchor of grade g at
+    ``centre_g + η`` with ``η ~ N(0, (φω)²)``, half of it shared by the anchors of one grade;
+    ``θ̂ = θ + e`` with ``Var e`` the anchors' mean se². ``e_0`` and ω have flat priors and are
+    integrated out (REML); ``(r, φ)`` get a uniform prior on a grid over
+    ``[0, WIDTH_SD_MAX] × [0, POSITION_SD_MAX]``, weighted by their restricted likelihood,
+    and the edges' posterior is the mixture over the grid (mean and covariance by the laws of
+    total expectation and covariance). Returns the mean, the covariance, and ψ = φω and rω
+    at the grid's most likely point.
+    """
+    omega = _typical_width(theta, grade_idx)
+    x, z = _anchor_design(grade_idx, k)
+    designs = (x, z, *_edge_design(k))
+    # Equal error variances: a BT SE grows with the distance of the estimate from the
+    # opponents', so weights 1/se² would favour anchors whose θ̂ fell towards the middle.
+    error_var = float(np.mean(se**2))
+    same_grade = grade_idx[:, None] == grade_idx[None, :]
+    position = 0.5 * (same_grade + np.eye(len(grade_idx)))
+    fits = []
+    for r in np.linspace(0.0, WIDTH_SD_MAX, COMPONENT_GRID_POINTS[0]):
+        for phi in np.linspace(0.0, POSITION_SD_MAX, COMPONENT_GRID_POINTS[1]):
+            noise = (phi * omega) ** 2 * position + error_var * np.eye(len(grade_idx))
+            fits.append((r, phi, *_edges_given_components(theta, designs, noise, (r * omega) ** 2)))
+    loglik = np.array([f[2] for f in fits])
+    weight = np.exp(loglik - loglik.max())
+    weight /= weight.sum()
+    means = np.array([f[3] for f in fits])
+    mean = weight @ means
+    spread = means - mean
+    cov = np.einsum("h,hij->ij", weight, np.array([f[4] for f in fits])) + np.einsum(
+        "h,hi,hj->ij", weight, spread, spread
     )
-    v = np.diag(cov)
+    best = fits[int(np.argmax(weight))]
+    return mean, cov, best[1] * omega, best[0] * omega
 
-    first, _, _ = _pava(smooth, 1.0 / v)
-    spacing = max((first[-1] - first[0]) / (idx[-1] - idx[0]), MIN_SPACING)
-    min_gap = MIN_WIDTH_FRACTION * spacing
-    shifted, blocks, block_w = _pava(smooth - min_gap * idx, 1.0 / v)
-    fit = shifted + min_gap * idx
+
+def _monotone_edges(
+    mean: np.ndarray, var: np.ndarray, min_gap: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges non-decreasing with gaps ≥ ``min_gap``: weighted isotonic fit of ``e_j − j·gap``.
+
+    Returns the edges, their variances (a pooled edge also carries the weighted spread of its
+    block around the fit: edges that had to be pooled disagree, and their SE says so) and the
+    block number of each edge.
+    """
+    steps = np.arange(len(mean))
+    shifted, blocks, block_w = _pava(mean - min_gap * steps, 1.0 / var)
+    fit = shifted + min_gap * steps
     pooled = np.bincount(blocks)[blocks] > 1
-    # A pooled centre is as uncertain as its grades' disagreement, not just their precision.
-    spread = np.bincount(blocks, (smooth - fit) ** 2 / v)[blocks] / block_w
-    fit_var = np.where(pooled, 1.0 / block_w + spread, v)
-    # Covariance of adjacent anchored centres: shared trend, or the same value if pooled.
-    adjacent_cov = np.where(
-        blocks[:-1] == blocks[1:],
-        np.sqrt(fit_var[:-1] * fit_var[1:]),
-        np.diag(cov, 1),
-    )
+    spread = np.bincount(blocks, (mean - fit) ** 2 / var)[blocks] / block_w
+    return fit, np.where(pooled, var + spread, var), blocks
 
-    centre = np.full(k, np.nan)
-    var = np.full(k, np.nan)
-    centre[idx], var[idx] = fit, fit_var
-    n_anchors = np.zeros(k, dtype=int)
-    n_anchors[idx] = means["n"].to_numpy()
-    next_cov = np.full(k, np.nan)
-    anchored_pair = idx[:-1][np.diff(idx) == 1]
-    next_cov[anchored_pair] = adjacent_cov[np.diff(idx) == 1]
-    step = np.median(np.diff(fit) / np.diff(idx))
 
-    interpolated = np.zeros(k, dtype=bool)
-    extrapolated = np.zeros(k, dtype=bool)
-    for j in range(k):
-        if n_anchors[j]:
-            continue
-        below, above = idx[idx < j], idx[idx > j]
-        if len(below) and len(above):
-            a, b = below[-1], above[0]
-            t = (j - a) / (b - a)
-            centre[j] = (1 - t) * centre[a] + t * centre[b]
-            distance = min(centre[j] - centre[a], centre[b] - centre[j])
-            inherited = ((1 - t) * np.sqrt(var[a]) + t * np.sqrt(var[b])) ** 2
-            interpolated[j] = True
-        else:
-            edge = below[-1] if len(below) else above[0]
-            centre[j] = centre[edge] + (j - edge) * step
-            distance = abs(centre[j] - centre[edge])
-            inherited = var[edge]
-            extrapolated[j] = True
-        var[j] = inherited + (UNANCHORED_SPACING_SD * distance) ** 2
+def _calibrate(theta: np.ndarray, se: np.ndarray, grade_idx: np.ndarray, k: int) -> tuple:
+    """Centres, boundaries and their SEs for labels ``0..k-1`` from anchors (θ, se, index).
 
-    # A boundary is the midpoint of two centres. Next to an unanchored grade the two centres
-    # come from the same anchors, so their errors are taken as fully correlated.
-    sd = np.sqrt(var)
-    pair_cov = np.where(np.isnan(next_cov[:-1]), sd[:-1] * sd[1:], next_cov[:-1])
-    bounds = (centre[:-1] + centre[1:]) / 2
-    bounds_se = 0.5 * np.sqrt(sd[:-1] ** 2 + sd[1:] ** 2 + 2 * pair_cov)
-
-    lower = np.r_[-np.inf, bounds]
-    upper = np.r_[bounds, np.inf]
+    Returns the calibration table, ψ (``PopulationFit.anchor_excess_sd``) and the grade width
+    SD rω at the components' most likely point.
+    """
+    mean, cov, psi, width_sd = _edges_posterior(theta, se, grade_idx, k)
+    min_gap = MIN_WIDTH_FRACTION * _typical_width(theta, grade_idx)
+    edges, edge_var, blocks = _monotone_edges(mean, np.diag(cov), min_gap)
+    # Keep the posterior correlations, with each edge's variance as the constraint leaves it.
+    scale = np.sqrt(edge_var / np.diag(cov))
+    cov = cov * np.outer(scale, scale)
+    to_centre = 0.5 * (np.eye(k, k + 1) + np.eye(k, k + 1, 1))
+    centre = to_centre @ edges
+    centre_se = np.sqrt(np.diag(to_centre @ cov @ to_centre.T))
+    n_anchors = np.bincount(grade_idx, minlength=k)
+    anchored = np.flatnonzero(n_anchors)
+    position = np.arange(k)
+    interpolated = (n_anchors == 0) & (position > anchored[0]) & (position < anchored[-1])
+    extrapolated = (n_anchors == 0) & ~interpolated
+    pooled_edge = np.bincount(blocks)[blocks] > 1
+    pooled = (n_anchors > 0) & (pooled_edge[:-1] | pooled_edge[1:])
+    bounds, bounds_se = edges[1:-1], np.sqrt(edge_var[1:-1])
     lower_se = np.r_[np.nan, bounds_se]
     upper_se = np.r_[bounds_se, np.nan]
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "centre": centre,
-            "centre_se": sd,
-            "lower": lower,
-            "upper": upper,
+            "centre_se": centre_se,
+            "lower": np.r_[-np.inf, bounds],
+            "upper": np.r_[bounds, np.inf],
             "lower_se": lower_se,
             "upper_se": upper_se,
             "boundary_se": np.fmax(lower_se, upper_se),
             "n_anchors": n_anchors,
             "interpolated": interpolated,
             "extrapolated": extrapolated,
-            "pooled": _scatter(pooled, idx, k),
+            "pooled": pooled,
         }
     )
+    return table, psi, width_sd
 
 
 def _grade_probabilities(
@@ -531,28 +541,30 @@ def _population_grid(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Restricted likelihood of the population SD S on a grid: (S, μ̂(S), posterior weight).
 
-    Model ``θ̂_i ~ N(μ, S² + se_i²)``. With ``w_i = 1/(S² + se_i²)`` and the GLS mean
-    ``μ̂ = Σw_iθ̂_i / Σw_i``, the REML log-likelihood is
-    ``−½ [Σ log(S² + se_i²) + Σ w_i (θ̂_i − μ̂)² + log Σw_i]`` (Patterson & Thompson 1971;
-    the random-effects model of meta-analysis, Viechtbauer 2005). Unlike the moment estimate
-    ``var θ − mean se²`` it weighs each student by its own precision and is never a hard 0:
-    the grid keeps every S the data allow, with weight ∝ likelihood (flat prior on S), so the
+    Model ``θ̂_i ~ N(μ, S² + s̄²)`` with ``s̄²`` the students' mean se². With
+    ``w = 1/(S² + s̄²)``, the REML log-likelihood is
+    ``−½ [n log(S² + s̄²) + w Σ (θ̂_i − θ̄)² + log(n w)]`` (Patterson & Thompson 1971). One
+    error variance for all, not each student's own: a BT SE grows with the distance of the
+    estimate from its opponents, so weights ``1/(S² + se_i²)`` favour the students whose θ̂
+    fell near the middle and bias S low (by a quarter in S² at 10 comparisons per essay,
+    ``docs/projection.md``). Unlike the moment estimate ``var θ − mean se²`` floored at 0 the
+    grid keeps every S the data allow, with weight ∝ likelihood (flat prior on S), so the
     uncertainty in S is carried into the probabilities. The grid spans 0 to three times the
-    larger of the SD of θ̂ and the median se.
+    larger of the SD of θ̂ and s̄.
     """
-    v = se**2
-    s_max = 3.0 * max(float(np.std(theta)), float(np.sqrt(np.median(v))))
+    n = len(theta)
+    error_var = float(np.mean(se**2))
+    s_max = 3.0 * max(float(np.std(theta)), np.sqrt(error_var))
     s_grid = np.linspace(0.0, s_max, POPULATION_GRID_POINTS)
-    w = 1.0 / (s_grid[:, None] ** 2 + v[None, :])
-    mu = (w @ theta) / w.sum(axis=1)
-    resid2 = (theta[None, :] - mu[:, None]) ** 2
-    loglik = -0.5 * (-np.log(w).sum(axis=1) + (resid2 * w).sum(axis=1) + np.log(w.sum(axis=1)))
+    total = s_grid**2 + error_var
+    squares = float(np.sum((theta - theta.mean()) ** 2))
+    loglik = -0.5 * (n * np.log(total) + squares / total + np.log(n / total))
     weight = np.exp(loglik - loglik.max())
-    return s_grid, mu, weight / weight.sum()
+    return s_grid, np.full(len(s_grid), float(theta.mean())), weight / weight.sum()
 
 
 def _population_fit(
-    theta: np.ndarray, se: np.ndarray, psi2: float
+    theta: np.ndarray, se: np.ndarray, psi: float, width_sd: float
 ) -> tuple[PopulationFit, np.ndarray, np.ndarray, np.ndarray]:
     """The :class:`PopulationFit` and the grid (S, μ̂, weight) the probabilities average over."""
     s_grid, mu, weight = _population_grid(theta, se)
@@ -565,8 +577,9 @@ def _population_fit(
         sd=float(s_grid[best]),
         sd_low=float(s_grid[np.searchsorted(cdf, 0.025)]),
         sd_high=float(s_grid[min(np.searchsorted(cdf, 0.975), len(s_grid) - 1)]),
-        reliability=s2 / (s2 + float(np.median(se**2))),
-        anchor_excess_sd=float(np.sqrt(psi2)),
+        reliability=s2 / (s2 + float(np.mean(se**2))),
+        anchor_excess_sd=float(psi),
+        grade_width_sd=float(width_sd),
     )
     return fit, s_grid, mu, weight
 
@@ -746,8 +759,7 @@ def project_grades(
     a_idx = np.array([sc.index(g) for g in anchors], dtype=int)
     # A canonical order makes the calibration independent of the order anchors are given in.
     order = np.lexsort((a_se, a_theta, a_idx))
-    psi2 = _anchor_excess_variance(a_theta, a_se, a_idx)
-    calibration = _calibrate(a_theta[order], a_se[order], a_idx[order], len(labels), psi2)
+    calibration, psi, width_sd = _calibrate(a_theta[order], a_se[order], a_idx[order], len(labels))
     calibration.index = pd.Index(labels, name="grade")
 
     students = scores.loc[~scores.index.isin(anchors.index)]
@@ -759,7 +771,7 @@ def project_grades(
     if len(students) >= PRIOR_MIN_STUDENTS:
         # Sorted, so the fit (and every probability) is independent of the students' order.
         canonical = np.lexsort((s_se, s_theta))
-        population, *grid = _population_fit(s_theta[canonical], s_se[canonical], psi2)
+        population, *grid = _population_fit(s_theta[canonical], s_se[canonical], psi, width_sd)
         _check_information(population, min_reliability)
     if population_prior and population is not None:
         probs = _population_probabilities(s_theta, s_se, tuple(grid), bounds, bounds_se)

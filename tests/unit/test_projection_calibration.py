@@ -1,13 +1,14 @@
 """Calibration of projected grades on simulated ENG5 batches whose true grades are known.
 
 Each seed simulates the 12 ENG5 anchors and 200 students, about 10 comparisons per essay
-(BT discrimination 1, no position bias), fits Bradley–Terry scores and projects grades. The
-figures these tests observe are listed in ``docs/projection.md``.
+(BT discrimination 1, no position bias), fits ridge Bradley–Terry scores (α = 0.03, the
+finalizer's estimator before Firth) and projects grades. The figures these tests observe
+are listed in ``docs/projection.md``.
 
 The second half checks both truth generators (``cjlib.simulation.TRUTH_GENERATORS``) at 2,
 3, 5, 10, 20 and 40 comparisons per essay: expected calibration error pooled over seeds, or
-the documented ``too_little_information`` refusal. The long version with more seeds and
-estimators is ``benchmarks/projection_calibration.py``.
+the documented refusal. The long version with 48 batches of 200 students per cell over four
+seed sets is ``benchmarks/projection_calibration.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cjlib.errors import DisconnectedComparisonsError
 from cjlib.grades import ENG5_ANCHOR_GRADES
 from cjlib.projection import (
     MIN_RELIABILITY,
@@ -35,9 +37,7 @@ SCALE = "eng5_np_legacy_9_step"
 SEEDS = range(6)
 N_STUDENTS = 200
 COMPARISONS_PER_ESSAY = 10
-# With ~10 comparisons per essay about 1 essay in 9 wins or loses every comparison, so the
-# maximum-likelihood BT scores do not exist. α = 0.03 is a weak N(0, 4.1²) prior on θ against
-# a cohort spread of about ±4 logits.
+#: α = 0.03 is a weak N(0, 4.1²) prior on θ against a cohort spread of about ±4 logits.
 ALPHA = 0.03
 
 
@@ -53,7 +53,7 @@ def _run(seed: int) -> _Run:
     comparisons = simulate_comparisons(
         population.essays, comparisons_per_essay=COMPARISONS_PER_ESSAY, seed=seed
     )
-    scores = fit_bradley_terry(comparisons, alpha=ALPHA).scores
+    scores = fit_bradley_terry(comparisons, method="ridge", alpha=ALPHA).scores
     projection = project_grades(scores, population.anchor_grades, scale=SCALE)
     students = population.students
     truth = pd.Series(students["true_grade"].to_numpy(), index=students["essay_id"].to_numpy())
@@ -83,7 +83,7 @@ def _model_expected_true_probability(projection: Projection) -> float:
 
 
 def test_expected_calibration_error_averaged_over_seeds_is_at_most_0_08(runs):
-    # Observed 0.05–0.10 per seed, mean ≈ 0.069. A perfectly calibrated projection of 200
+    # Observed 0.014–0.088 per seed, mean 0.051. A perfectly calibrated projection of 200
     # essays still shows ECE ≈ 0.045 from binomial noise in the bins.
     eces = [r.evaluation.expected_calibration_error for r in runs]
     assert np.mean(eces) <= 0.08
@@ -91,7 +91,7 @@ def test_expected_calibration_error_averaged_over_seeds_is_at_most_0_08(runs):
 
 
 def test_expected_calibration_error_of_all_seeds_together_is_small(runs, pooled):
-    # 1200 essays: the noise floor is ≈ 0.02 and what remains is miscalibration (observed 0.02).
+    # 1200 essays: the noise floor is ≈ 0.02 and what remains is miscalibration (observed 0.020).
     _, evaluation = pooled
     assert evaluation.n == N_STUDENTS * len(SEEDS)
     assert evaluation.expected_calibration_error <= 0.05
@@ -102,7 +102,7 @@ def test_true_grade_probability_and_hit_rate_agree_with_what_the_model_expects(p
     # Even a perfectly calibrated projection does not give that: the hit rate should equal the
     # mean confidence E[max_g P(g)], while the mean true-grade probability should equal
     # E[Σ_g P(g)²], and here these differ by ≈ 0.09. So each is compared with its own
-    # calibrated expectation (observed gaps 0.003 and 0.014), and the gap between them with
+    # calibrated expectation (observed gaps 0.003 and 0.020), and the gap between them with
     # the gap the model predicts.
     projection, evaluation = pooled
     expected_true = _model_expected_true_probability(projection)
@@ -113,22 +113,19 @@ def test_true_grade_probability_and_hit_rate_agree_with_what_the_model_expects(p
     assert abs(observed_gap - predicted_gap) <= 0.05
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known regression since the REML population fit (issue 11): the 0.4-0.5 bin is "
-    "0.43 predicted against 0.32 observed (0.36 before); pooled ECE still passes",
-)
 def test_reliability_table_confident_bins_are_not_overconfident(pooled):
-    # Every bin holding at least 100 essays: observed accuracy within 0.08 of its confidence.
+    # Every bin holding at least 50 essays: observed accuracy within 0.08 of its confidence.
+    # The 0.4–0.5 bin (67 essays) was 0.43 predicted against 0.32 observed before the
+    # population SD was fitted with one error variance (issue 11); it is 0.42 against 0.36.
     _, evaluation = pooled
     table = evaluation.reliability_table
-    big = table[table["n"] >= 100]
-    assert len(big) >= 2
+    big = table[table["n"] >= 50]
+    assert len(big) >= 3
     assert (abs(big["observed_accuracy"] - big["mean_confidence"]) <= 0.08).all()
 
 
 def test_exact_agreement_is_well_above_the_majority_baseline(runs, pooled):
-    # Observed per seed 0.275–0.38 against baselines 0.14–0.18.
+    # Observed per seed 0.265–0.38 against baselines 0.14–0.18.
     for run in runs:
         assert run.evaluation.exact_agreement >= run.evaluation.majority_baseline + 0.05
     _, evaluation = pooled
@@ -159,42 +156,34 @@ def test_probabilistic_scores_beat_the_base_rate_forecast(runs, pooled):
 REFUSED_COUNTS = (2, 3, 5)
 PROJECTED_COUNTS = (10, 20, 40)
 REFUSAL_SEEDS = range(3)
-CALIBRATION_SEEDS = range(6)
-#: Pooled ECE the Done-when of issue 11 asks for, and the observed misses on the ``uneven``
-#: generator (anchors anywhere within unequal grades), where the projection is slightly
-#: overconfident (0.05–0.06 pooled; docs/projection.md): checked at 0.06 there, not hidden.
+#: Many small batches rather than a few large ones: the students of one batch share its
+#: anchors' errors, so the pooled ECE's noise shrinks with the number of batches, not of
+#: students (6 batches of 200 gave pooled ECEs from 0.044 to 0.076 for this same method).
+CALIBRATION_SEEDS = range(24)
+CALIBRATION_STUDENTS = 60
+#: Pooled ECE the Done-when of issue 11 asks for.
 ECE_TARGET = 0.05
-ECE_OBSERVED_MISS = {("uneven", 10): 0.06, ("uneven", 20): 0.06}
 
 
-def _constrained_scores(comparisons: pd.DataFrame) -> pd.DataFrame:
-    """Ridge scores with SEs under the sum-to-zero constraint (issue 11, item 2).
-
-    Until ``cjlib.scoring`` projects its covariance (``BTResult.method`` marks the new API),
-    every se² carries the variance of the unidentified mean, 1/(2αn); that common term is
-    removed here exactly (F·1 = 0, so (F + 2αI)⁻¹ has 1/(2α) along 1).
-    """
-    result = fit_bradley_terry(comparisons, alpha=ALPHA)
-    scores = result.scores.copy()
-    if getattr(result, "method", None) is None:
-        scores["se"] = np.sqrt(scores["se"] ** 2 - 1.0 / (2 * ALPHA * len(scores)))
-    return scores
-
-
-def _batch(generator: str, count: int, seed: int):
-    population = TRUTH_GENERATORS[generator](SCALE, ENG5_ANCHOR_GRADES, N_STUDENTS, seed=seed)
+def _batch(generator: str, count: int, seed: int, n_students: int = N_STUDENTS):
+    population = TRUTH_GENERATORS[generator](SCALE, ENG5_ANCHOR_GRADES, n_students, seed=seed)
     comparisons = simulate_comparisons(population.essays, comparisons_per_essay=count, seed=seed)
-    scores = _constrained_scores(comparisons)
     students = population.students
     truth = pd.Series(students["true_grade"].to_numpy(), index=students["essay_id"].to_numpy())
-    return scores, population.anchor_grades, truth
+    return comparisons, population.anchor_grades, truth
 
 
 @pytest.mark.parametrize("generator", sorted(TRUTH_GENERATORS))
 @pytest.mark.parametrize("count", REFUSED_COUNTS)
 def test_too_few_comparisons_are_refused_with_the_reason(generator, count):
     for seed in REFUSAL_SEEDS:
-        scores, anchors, _ = _batch(generator, count, seed)
+        comparisons, anchors, _ = _batch(generator, count, seed)
+        try:
+            scores = fit_bradley_terry(comparisons).scores
+        except DisconnectedComparisonsError:
+            # Two rounds of random pairs rarely link every essay: no scores, nothing projected.
+            assert count == 2
+            continue
         with pytest.raises(ProjectionUnavailable) as info:
             project_grades(scores, anchors, scale=SCALE)
         assert info.value.reason == "too_little_information"
@@ -208,16 +197,16 @@ def test_too_few_comparisons_are_refused_with_the_reason(generator, count):
 def test_projection_is_calibrated_pooled_over_seeds(generator, count):
     projections, truths = [], []
     for seed in CALIBRATION_SEEDS:
-        scores, anchors, truth = _batch(generator, count, seed)
+        comparisons, anchors, truth = _batch(generator, count, seed, CALIBRATION_STUDENTS)
+        scores = fit_bradley_terry(comparisons).scores
         projection = project_grades(scores, anchors, scale=SCALE)  # never refused here
         assert projection.population.reliability >= MIN_RELIABILITY
         projections.append(projection.grades.rename(index=lambda i, s=seed: f"{s}/{i}"))
         truths.append(truth.rename(index=lambda i, s=seed: f"{s}/{i}"))
     pooled_projection = dataclasses.replace(projection, grades=pd.concat(projections))
     evaluation = evaluate_projection(pooled_projection, pd.concat(truths))
-    assert evaluation.n == N_STUDENTS * len(CALIBRATION_SEEDS)
-    bound = ECE_OBSERVED_MISS.get((generator, count), ECE_TARGET)
-    assert evaluation.expected_calibration_error <= bound
+    assert evaluation.n == CALIBRATION_STUDENTS * len(CALIBRATION_SEEDS)
+    assert evaluation.expected_calibration_error <= ECE_TARGET
     # Not one confident grade for everyone: the primary grades differ between students and
     # confidence tracks the hit rate.
     assert evaluation.reliability_table["n"].gt(0).sum() >= 3

@@ -46,7 +46,7 @@ def test_population_sd_is_recovered_from_heteroscedastic_scores():
     se = rng.uniform(0.3, 2.0, 2000)
     theta = 0.5 + 1.5 * rng.standard_normal(2000) + se * rng.standard_normal(2000)
     scores, anchors = _scores(theta, se)
-    fit = project_grades(scores, anchors, scale=LEGACY).population
+    fit = project_grades(scores, anchors, scale=LEGACY, min_reliability=0).population
     assert isinstance(fit, PopulationFit)
     assert fit.n_students == 2000
     assert fit.sd == pytest.approx(1.5, abs=0.1)
@@ -56,6 +56,21 @@ def test_population_sd_is_recovered_from_heteroscedastic_scores():
     # understates the noise of a batch whose SEs vary.
     moment = np.sqrt(max(np.var(theta) - np.median(se**2), 0.0))
     assert abs(moment - 1.5) > abs(fit.sd - 1.5) + 0.05
+
+
+def test_population_sd_is_not_biased_when_ses_grow_with_distance_from_the_middle():
+    # As for BT scores: an essay far from its opponents has a larger se. Weighting each
+    # student by 1/(S² + se_i²) then favours the students near the middle and put S at 1.7
+    # here; one error variance for all recovers the 2.0 of the population.
+    rng = np.random.default_rng(11)
+    theta = 2.0 * rng.standard_normal(3000)
+    se = 0.6 * np.sqrt(1 + 0.3 * theta**2)
+    observed = theta + se * rng.standard_normal(3000)
+    scores, anchors = _scores(observed, se)
+    fit = project_grades(scores, anchors, scale=LEGACY).population
+    assert fit.sd == pytest.approx(2.0, abs=0.08)
+    assert fit.sd_low < 2.0 < fit.sd_high
+    assert fit.reliability == pytest.approx(fit.sd**2 / (fit.sd**2 + np.mean(se**2)), abs=0.01)
 
 
 def test_scores_within_their_ses_are_refused_with_a_reason_and_a_message():
