@@ -17,7 +17,8 @@ agreement), ``base`` (majority grade share), ``adj`` (adjacent agreement), ``Bri
 ≥ 90% probability) and ``set90`` (that set's mean size), ``worst bin`` (the confidence bin of
 the pooled reliability diagram, among those with ≥ 100 students, whose observed accuracy is
 furthest from its mean confidence, and accuracy − confidence there: negative is
-overconfident), and the pooled ECE of all batches projected anyway.
+overconfident), ``worst grade`` (the same by primary grade), and the pooled ECE of all
+batches projected anyway.
 
 Run: ``OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/projection_calibration.py``
 """
@@ -100,7 +101,17 @@ def _row(batches: list) -> dict:
     big = table[table["n"] >= BIG_BIN]
     gaps = (big["observed_accuracy"] - big["mean_confidence"]).to_numpy()
     worst = int(np.argmax(np.abs(gaps)))
+    by_grade = pd.DataFrame(
+        {
+            "grade": grades["primary_grade"].to_numpy(),
+            "gap": (grades["primary_grade"] == truth.loc[grades.index]).to_numpy()
+            - grades["confidence_score"].to_numpy(),
+        }
+    ).groupby("grade")["gap"]
+    grade_gap = by_grade.mean()[by_grade.size() >= BIG_BIN]
+    worst_grade = grade_gap.abs().idxmax() if len(grade_gap) else None
     return {
+        "grade": f"{worst_grade}: {grade_gap[worst_grade]:+.3f}" if worst_grade else "–",
         "bin": f"{big['lower'].iat[worst]:.1f}–{big['upper'].iat[worst]:.1f}: {gaps[worst]:+.3f}",
         "ECE": evaluation.expected_calibration_error,
         "conf": evaluation.mean_confidence,
@@ -134,7 +145,7 @@ def _cell(generator: str, name: str, count: int, args) -> str:
         f"| {min(rel):.2f}–{max(rel):.2f} |"
     )
     if not kept:
-        return head + " refused |" + " |" * 10 + f" {anyway['ECE']:.3f} |"
+        return head + " refused |" + " |" * 11 + f" {anyway['ECE']:.3f} |"
     cells = _row(kept)
     per_set = [
         _row([r for r in s if r is not None and not r[0]])["ECE"]
@@ -145,8 +156,8 @@ def _cell(generator: str, name: str, count: int, args) -> str:
         f"{cells[k]:.3f}" for k in ("ECE", "conf", "hit", "base", "adj", "Brier", "cov90", "set90")
     )
     spread = f"{min(per_set):.3f}–{max(per_set):.3f}"
-    rest = shown.split(" | ", 1)[1]
-    return f"{head} {cells['ECE']:.3f} | {spread} | {rest} | {cells['bin']} | {anyway['ECE']:.3f} |"
+    rest = " | ".join([shown.split(" | ", 1)[1], cells["bin"], cells["grade"]])
+    return f"{head} {cells['ECE']:.3f} | {spread} | {rest} | {anyway['ECE']:.3f} |"
 
 
 def main() -> None:
@@ -163,9 +174,9 @@ def main() -> None:
     )
     print(
         "| generator | estimator | per essay | refused | rel | ECE | ECE per set | conf | hit "
-        "| base | adj | Brier | cov90 | set90 | worst bin | ECE if projected anyway |"
+        "| base | adj | Brier | cov90 | set90 | worst bin | worst grade | ECE if projected anyway |"
     )
-    print("| --- | --- |" + " ---: |" * 14)
+    print("| --- | --- |" + " ---: |" * 15)
     wall, cpu = time.perf_counter(), time.process_time()
     for generator in TRUTH_GENERATORS:
         for name in args.estimators.split(","):

@@ -8,28 +8,25 @@ projection against known true grades (simulation or expert re-marking).
 
 Method (details and formulas in ``docs/projection.md``)
 -------------------------------------------------------
-1. Per anchored grade g, the mean θ of its anchors ``m_g`` with variance
-   ``v_g = (mean se² + ψ²) / n_g``; ψ² is the anchors' spread around a linear trend in grade
-   index beyond their SEs (anchors anywhere within their grade, unequal grade widths), a
-   DerSimonian–Laird estimate over all anchors.
-2. Empirical-Bayes smoothing: each ``m_g`` is shrunk towards a linear trend over grade index,
-   as far as the anchors' disagreement with equal spacing allows (no shrinkage when the
-   grades are measured precisely, full shrinkage when their departures are within noise).
-3. Grade centres: weighted isotonic regression (pool-adjacent-violators) over grade order,
-   with adjacent centres at least ``MIN_WIDTH_FRACTION`` of the typical spacing per grade step
-   apart (isotonic regression of ``c_g − d·k_g``, plus ``d·k_g``). Grades whose centre was
-   set by that constraint are flagged ``pooled``.
-4. Unanchored grades between anchored ones: centres linear in grade index between the anchored
-   neighbours (``interpolated``); outside the anchored range: the median spacing per step
-   (``extrapolated``). Boundaries are midpoints of adjacent centres; the lowest label extends
-   to −∞ and the highest to +∞.
-5. Each centre has an SE (from its anchors, or derived from its neighbours plus
-   ``UNANCHORED_SPACING_SD`` × distance for unanchored grades); each boundary's SE follows.
-6. The students' population N(μ, S²) is fitted by restricted maximum likelihood over the
-   students, θ̂_i ~ N(μ, S² + se_i²), and S is kept as a posterior over a grid (flat prior on
-   S). Below ``MIN_RELIABILITY`` (reliability Ŝ²/(Ŝ² + median se²)) the projection is
-   refused (``too_little_information``). Each student's (θ, se) becomes a posterior
-   N(θ*, se*²) at each grid point (``population_prior``), and
+1. Grade edges ``e_0 < … < e_K`` (label j spans ``e_j``–``e_{j+1}``; ``e_0``, ``e_K`` virtual):
+   widths ``ω + d_j`` with ``d_j ~ N(0, (rω)²)``, a random walk around equal spacing; an
+   anchor of grade g at ``(e_g + e_{g+1})/2`` plus a position offset ``N(0, (φω)²)`` (half of it
+   shared within the grade) plus its error (the anchors' mean se², equal weights). The trend
+   ``(e_0, ω)`` has a flat prior; given (r, φ) the edges' posterior is the universal-kriging
+   mean and covariance. (r, φ) get a uniform prior on a grid up to ``WIDTH_SD_MAX`` and
+   ``POSITION_SD_MAX``, weighted by the restricted likelihood, and the edges' posterior is the
+   mixture over the grid: variance components integrated, not plugged in.
+2. Edge means made monotone with gaps of at least ``MIN_WIDTH_FRACTION`` of the typical width
+   (isotonic regression of ``e_j − d·j``, plus ``d·j``); anchored grades next to an edge the
+   constraint moved are flagged ``pooled``, and such edges carry their block's spread.
+3. Centres are midpoints of their grade's edges, boundaries the inner edges with their
+   posterior SDs; the lowest label extends to −∞ and the highest to +∞. Unanchored grades are
+   flagged ``interpolated`` (between anchored ones) or ``extrapolated``.
+4. The students' population N(μ, S²) is fitted by restricted maximum likelihood over the
+   students, θ̂_i ~ N(μ, S² + s̄²) with s̄² their mean se², and S is kept as a posterior over a
+   grid (flat prior on S). Below ``MIN_RELIABILITY`` (reliability E[S²]/(E[S²] + s̄²)) the
+   projection is refused (``too_little_information``). Each student's (θ, se) becomes a
+   posterior N(θ*, se*²) at each grid point (``population_prior``), and
    ``P(g) = Φ((u_g − θ*)/√(se*² + σ_u²)) − Φ((l_g − θ*)/√(se*² + σ_l²))`` is averaged over
    the grid, floored at ``PROBABILITY_FLOOR`` and renormalised.
 """
@@ -152,10 +149,13 @@ class PopulationFit:
     sd_low, sd_high : float
         2.5% and 97.5% points of S's posterior on the grid (flat prior on S).
     reliability : float
-        ``E[S²] / (E[S²] + median se²)`` with E over S's posterior: the share of the students'
+        ``E[S²] / (E[S²] + mean se²)`` with E over S's posterior: the share of the students'
         θ spread that is not measurement error. Compared with ``MIN_RELIABILITY``.
     anchor_excess_sd : float
-        ψ, the anchors' spread around a linear trend in grade index beyond their SEs.
+        ψ = φω, the SD of an anchor's position around its grade's centre, at the most likely
+        point of the calibration's grid of variance components (0: typical anchors).
+    grade_width_sd : float
+        rω, the SD of the grade widths at that point (0: equally wide grades).
     """
 
     n_students: int
@@ -706,7 +706,7 @@ def project_grades(
 
     Batches of at least ``PRIOR_MIN_STUDENTS`` students get a :class:`PopulationFit`: the
     students' population N(μ, S²) by restricted maximum likelihood, with S's uncertainty kept
-    as a posterior over a grid. If its reliability Ŝ²/(Ŝ² + median se²) is below
+    as a posterior over a grid. If its reliability E[S²]/(E[S²] + mean se²) is below
     ``min_reliability`` the projection is refused rather than giving everyone the batch
     mean's grade. Calibration on two truth generators at 2–40 comparisons per essay is in
     ``docs/projection.md`` (``benchmarks/projection_calibration.py``).
