@@ -57,12 +57,14 @@ def _unanchored_grades(projection: Projection) -> list[str]:
     if interpolated:
         out.append(
             f"Grade(s) {_listed(interpolated)} have no anchor essay: their intervals are "
-            "interpolated between the anchored neighbours, an assumption of even spacing."
+            "interpolated between the anchored neighbours, with the uncertainty of an "
+            "unmeasured grade width."
         )
     if extrapolated:
         out.append(
             f"Grade(s) {_listed(extrapolated)} lie outside the anchored range: their intervals "
-            "are extrapolated with the median spacing, so projections into them are weakly "
+            "are extrapolated from the anchored grades' typical width, with an uncertainty "
+            "that grows with each unmeasured width, so projections into them are weakly "
             "supported."
         )
     if pooled:
