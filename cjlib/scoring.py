@@ -86,6 +86,8 @@ _SIRT_CONV = 1e-4
 _SIRT_STEP_DECAY = 0.98
 _CAVITY_MAX_SWEEPS = 200
 _CAVITY_TOL = 1e-9
+#: Standard errors to 1e-7 of their size: the cavity approximation itself is good to ~1%.
+_SE_CAVITY_TOL = 1e-7
 #: A judge is flagged when their infit exceeds the judges' mean by this many SDs.
 MISFIT_SDS = 2.0
 
@@ -682,26 +684,25 @@ def _edges_design(edges: _Edges, wins_first: np.ndarray, wins_second: np.ndarray
 
 
 class _EdgeLaplacian:
-    """Matrix–vector products with the information over θ: the Laplacian of the pair curvatures."""
+    """Products with the pair-curvature adjacency A of the information over θ.
+
+    The pairs are sorted by (low, high), so with the curvatures as data they form the
+    upper triangle U of A in CSR form without any sorting; A x = U x + Uᵀ x.
+    """
 
     def __init__(self, edges: _Edges):
         self.n = n = edges.n
-        size = len(edges.low)
-        rows = np.concatenate([edges.low, edges.high])
-        columns = np.concatenate([edges.high, edges.low])
-        # CSR of the symmetric pattern whose data are entry numbers: reading curvatures
-        # through them fills the matrix without another sort.
-        pattern = sp.coo_array(
-            (np.arange(2 * size, dtype=np.int64), (rows, columns)), shape=(n, n)
-        ).tocsr()
-        self._order = pattern.data
-        self._indices = pattern.indices
-        self._indptr = pattern.indptr
-        self._size = size
+        self._indices = edges.high
+        self._indptr = np.concatenate([[0], np.cumsum(np.bincount(edges.low, minlength=n))])
 
-    def matrix(self, pair_curvature: np.ndarray) -> sp.csr_array:
-        data = np.concatenate([pair_curvature, pair_curvature])[self._order]
-        return sp.csr_array((data, self._indices, self._indptr), shape=(self.n, self.n))
+    def matrix(self, pair_curvature: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        upper = sp.csr_array((pair_curvature, self._indices, self._indptr), shape=(self.n, self.n))
+        lower = upper.T
+
+        def adjacency(x: np.ndarray) -> np.ndarray:
+            return upper @ x + lower @ x
+
+        return adjacency
 
 
 def _edge_information(edges: _Edges, z: np.ndarray, trials: np.ndarray | None = None):
@@ -763,7 +764,7 @@ def _pcg(
 
 
 def _edge_cg(
-    laplacian: sp.csr_array,
+    adjacency: Callable[[np.ndarray], np.ndarray],
     diagonal: np.ndarray,
     rhs: np.ndarray,
     rtol: float,
@@ -774,7 +775,7 @@ def _edge_cg(
 ) -> np.ndarray:
     """Solve (F [+ 11ᵀ/n over θ]) x = rhs by Jacobi-preconditioned CG.
 
-    F over θ is diag(D) − A (A = ``laplacian``); with a position effect F gains the θ–δ
+    F over θ is diag(D) − A (x ↦ A x is ``adjacency``); with a position effect F gains the θ–δ
     column ``coupling`` and the δ–δ entry ``curvature_delta``. ``shift`` adds 11ᵀ/n, which
     removes the null direction of an unpenalised θ; rhs must then sum to zero over θ.
     """
@@ -782,7 +783,7 @@ def _edge_cg(
     shift = 1.0 / n if shift else 0.0
 
     def theta_block(x: np.ndarray) -> np.ndarray:
-        return diagonal * x - laplacian @ x + shift * x.sum()
+        return diagonal * x - adjacency(x) + shift * x.sum()
 
     if coupling is None:
         return _pcg(theta_block, rhs, diagonal + shift, rtol)
@@ -813,6 +814,7 @@ def _edge_cavity(
     messages: np.ndarray | None = None,
     *,
     max_sweeps: int = _CAVITY_MAX_SWEEPS,
+    tol: float = _CAVITY_TOL,
     laplacian: _EdgeLaplacian | None = None,
     alpha: float = 0.0,
 ) -> _Cavity:
@@ -844,24 +846,31 @@ def _edge_cavity(
         from_low, from_high = messages[:size], messages[size:]
     change = math.inf
     into_low, into_high = np.empty(size), np.empty(size)
-    previous = None
-    for sweep in range(max_sweeps + 1):
-        np.divide(square, from_high, out=into_low)
-        np.divide(square, from_low, out=into_high)
-        total = np.bincount(low, into_low, n)
-        total += np.bincount(high, into_high, n)
-        if previous is not None:
-            # Messages have converged when no essay's incoming total moves (relative to
-            # its information): checking n totals costs far less than 2P messages.
-            change = float(np.max(np.abs(total - previous) / diagonal)) if size else 0.0
-            if change < _CAVITY_TOL or sweep == max_sweeps:
-                break
-        previous = total
-        from_low = own_low - total[low]
-        from_low += into_low
-        from_high = own_high - total[high]
-        from_high += into_high
-    variances = 1.0 / (diagonal - total)
+    # A stray message (0 or negative) shows as non-finite variances, handled below.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        previous = None
+        for sweep in range(max_sweeps + 1):
+            np.divide(square, from_high, out=into_low)
+            np.divide(square, from_low, out=into_high)
+            total = np.bincount(low, into_low, n)
+            total += np.bincount(high, into_high, n)
+            if previous is not None:
+                # Messages have converged when no essay's incoming total moves (relative to
+                # its information): checking n totals costs far less than 2P messages.
+                change = float(np.max(np.abs(total - previous) / diagonal)) if size else 0.0
+                if change < tol or sweep == max_sweeps:
+                    break
+            previous = total
+            from_low = own_low - total[low]
+            from_low += into_low
+            from_high = own_high - total[high]
+            from_high += into_high
+        variances = 1.0 / (diagonal - total)
+    if messages is not None and not np.all(np.isfinite(variances) & (variances > 0)):
+        # Warm messages from a distant fit can send loopy propagation astray; start cold.
+        return _edge_cavity(
+            edges, curvature, max_sweeps=max_sweeps, laplacian=laplacian, alpha=alpha, tol=tol
+        )
     pair_resistance = (from_low + from_high - 2.0 * weight) / (from_low * from_high - square)
     resistance = edges.of_pair(pair_resistance)
     precision = np.concatenate([from_low, from_high])
@@ -1252,9 +1261,9 @@ def _fit_statistics(
     x = z[decisions.winner] - z[decisions.loser]
     if position_effect:
         x = x + np.where(decisions.winner_in_a, 1.0, -1.0) * z[n]
-    p = expit(x)
+    p = _sigmoid(x)
     c = decisions.weight
-    log_likelihood = -float(c @ np.logaddexp(0.0, -x))
+    log_likelihood = _dot(c, _log_win(x, p))
     return c * (1.0 - p) ** 2, c * p * (1.0 - p), c * np.exp(-x), log_likelihood
 
 
@@ -1492,14 +1501,17 @@ def fit_bradley_terry(
         logger.warning(
             "Bradley–Terry fit (%s) did not converge after %d iterations", method, iterations
         )
-    _, p = _evaluate(z, design)
-    _, curvature = _gradient_and_curvature(z, p, design)
     if se_method == "cavity_approx":
         edges = _edges(design) if edges is None else edges
+        fisher_information = _edge_information(edges, z)[1]
+        total_curvature = float(fisher_information.sum())
         # Firth's last messages start the sweeps near their fixed point.
-        cavity = _edge_cavity(edges, _edge_information(edges, z)[1], messages, alpha=alpha)
+        cavity = _edge_cavity(edges, fisher_information, messages, alpha=alpha, tol=_SE_CAVITY_TOL)
         variances, messages = cavity.variances, cavity.messages
     else:
+        _, p = _evaluate(z, design)
+        _, curvature = _gradient_and_curvature(z, p, design)
+        total_curvature = float(curvature.sum())
         variances = _variances(design, curvature, se_method)
     fisher_variances = None
     if method == "firth":
@@ -1508,7 +1520,7 @@ def fit_bradley_terry(
         if pseudo is not None and se_method == "cavity_approx":
             augmented_trials = edges.trials + 2.0 * pseudo
             information = _edge_information(edges, z, augmented_trials)[1]
-            variances = _edge_cavity(edges, information, messages).variances
+            variances = _edge_cavity(edges, information, messages, tol=_SE_CAVITY_TOL).variances
         else:
             if augmented is None:
                 augmented = _edges_design(
@@ -1524,7 +1536,7 @@ def fit_bradley_terry(
                     augmented, augmented.weight * p_augmented * (1.0 - p_augmented), se_method
                 )
     # Var(δ) is at least 1/Σh; far above it, δ is only nominally estimated.
-    if position_effect and not variances[n] * curvature.sum() < _MAX_POSITION_VARIANCE_RATIO:
+    if position_effect and not variances[n] * total_curvature < _MAX_POSITION_VARIANCE_RATIO:
         raise _unidentified_position_effect()
     theta, se = z[:n], np.sqrt(variances[:n])
 
