@@ -24,6 +24,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import choix
 import numpy as np
@@ -608,7 +609,7 @@ class _Edges:
     low: np.ndarray
     high: np.ndarray
 
-    @property
+    @cached_property
     def trials(self) -> np.ndarray:
         return self.wins_first + self.wins_second
 
@@ -1505,8 +1506,15 @@ def fit_bradley_terry(
         edges = _edges(design) if edges is None else edges
         fisher_information = _edge_information(edges, z)[1]
         total_curvature = float(fisher_information.sum())
-        # Firth's last messages start the sweeps near their fixed point.
-        cavity = _edge_cavity(edges, fisher_information, messages, alpha=alpha, tol=_SE_CAVITY_TOL)
+        if firth_cavity is not None and converged:
+            # Firth's last leverages came from this cavity, of the Fisher information at
+            # an estimate less than 1e-8 from z.
+            cavity = firth_cavity
+        else:
+            # Firth's last messages start the sweeps near their fixed point.
+            cavity = _edge_cavity(
+                edges, fisher_information, messages, alpha=alpha, tol=_SE_CAVITY_TOL
+            )
         variances, messages = cavity.variances, cavity.messages
     else:
         _, p = _evaluate(z, design)
