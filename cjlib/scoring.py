@@ -898,6 +898,7 @@ def _edge_newton(
     wins_first: np.ndarray,
     wins_second: np.ndarray,
     laplacian: _EdgeLaplacian,
+    margin: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int, bool]:
     """Damped Newton for the ML fit of these per-edge counts, keeping Σθ = 0.
 
@@ -909,7 +910,7 @@ def _edge_newton(
     n, position = edges.n, edges.position
     trials = wins_first + wins_second
     tol = _GRADIENT_TOL * max(1.0, trials.sum() / n)
-    margin = edges.margin(z)
+    margin = edges.margin(z) if margin is None else margin
     p = _sigmoid(margin)
     log_p = _log_win(margin, p)
     # log(1 − p) = log p − margin.
@@ -984,16 +985,19 @@ def _firth_sparse(edges: _Edges) -> tuple[np.ndarray, int, bool, np.ndarray, _Ca
     fitted: list[np.ndarray] = []
     residuals: list[np.ndarray] = []
     for outer in range(_MAX_FIRTH_ITER):
-        information = _edge_information(edges, z)[1]
+        margin = edges.margin(z)
+        p = _sigmoid(margin)
+        information = edges.trials * p * (1.0 - p)
         messages = None if cavity is None else cavity.messages
         cavity = _edge_cavity(edges, information, messages, laplacian=laplacian)
         pseudo = 0.5 * information * cavity.resistance
         wins_first, wins_second = edges.wins_first + pseudo, edges.wins_second + pseudo
-        start = z
+        start, start_margin = z, margin
         if outer == 0:
             start = _edge_log_odds(edges, wins_first, wins_second)
+            start_margin = None
         image, iterations, converged = _edge_newton(
-            start, edges, wins_first, wins_second, laplacian
+            start, edges, wins_first, wins_second, laplacian, start_margin
         )
         total += iterations
         if converged and (iterations == 0 or np.max(np.abs(image - z)) < _FIRTH_STEP_TOL):
