@@ -24,6 +24,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cache, cached_property, wraps
 
 import choix
 import numpy as np
@@ -33,6 +34,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import LinearOperator, cg
 from scipy.special import expit, logit
+from threadpoolctl import ThreadpoolController
 
 from cjlib.errors import DisconnectedComparisonsError
 
@@ -86,6 +88,8 @@ _SIRT_CONV = 1e-4
 _SIRT_STEP_DECAY = 0.98
 _CAVITY_MAX_SWEEPS = 200
 _CAVITY_TOL = 1e-9
+#: Standard errors to 1e-7 of their size: the cavity approximation itself is good to ~1%.
+_SE_CAVITY_TOL = 1e-7
 #: A judge is flagged when their infit exceeds the judges' mean by this many SDs.
 MISFIT_SDS = 2.0
 
@@ -572,16 +576,6 @@ def _exact_covariance(design: _Design, h: np.ndarray, *, full: bool) -> np.ndarr
     return inverse
 
 
-@dataclass(frozen=True)
-class _Cavity:
-    """Cavity (Gaussian belief propagation) approximation to P pinv(F) P."""
-
-    variances: np.ndarray
-    #: Var(θ_w − θ_l + s δ) for each design row.
-    resistance: np.ndarray
-    messages: np.ndarray
-
-
 def _sorted_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted distinct values and each value's index among them (np.unique hashes, slower)."""
     order = np.argsort(values, kind="stable")
@@ -595,39 +589,238 @@ def _sorted_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class _PairGraph:
-    """The compared pairs as a symmetric sparse pattern, built once per design."""
+class _Edges:
+    """The decisions of each compared pair (and, with a position effect, A/B orientation).
 
-    rows: np.ndarray
-    columns: np.ndarray
-    #: Entry of (j, i) for each entry (i, j).
-    reverse: np.ndarray
-    #: Entries (winner, loser) and (loser, winner) of each design row.
-    forward: np.ndarray
-    backward: np.ndarray
+    Edge e puts ``first[e]`` against ``second[e]``; the first wins with probability
+    σ(θ_first − θ_second [+ δ]): with a position effect the first essay is the one shown as
+    A, otherwise the one with the lower code. ``wins_first`` and ``wins_second`` count the
+    decisions each way. The cavity runs over the unordered pairs (``low``, ``high``);
+    ``pair[e]`` is edge e's pair (None when every edge is its own pair). The directed
+    messages of pair q are entries q (low → high) and q + P (high → low).
+    """
+
+    n: int
+    first: np.ndarray
+    second: np.ndarray
+    wins_first: np.ndarray
+    wins_second: np.ndarray
+    position: bool
+    pair: np.ndarray | None
+    low: np.ndarray
+    high: np.ndarray
+
+    @cached_property
+    def trials(self) -> np.ndarray:
+        return self.wins_first + self.wins_second
+
+    def margin(self, z: np.ndarray) -> np.ndarray:
+        x = z[self.first] - z[self.second]
+        if self.position:
+            x += z[self.n]
+        return x
+
+    def per_pair(self, values: np.ndarray) -> np.ndarray:
+        if self.pair is None:
+            return values
+        return np.bincount(self.pair, values, len(self.low))
+
+    def of_pair(self, values: np.ndarray) -> np.ndarray:
+        return values if self.pair is None else values[self.pair]
 
 
-def _pair_graph(design: _Design) -> _PairGraph:
+def _edges(design: _Design) -> _Edges:
     n = design.n
     w, lo = design.winner, design.loser
-    keys = _sorted_unique(np.concatenate([w * n + lo, lo * n + w]))[0]
-    rows, columns = keys // n, keys % n
-    return _PairGraph(
-        rows=rows,
-        columns=columns,
-        reverse=np.searchsorted(keys, columns * n + rows),
-        forward=np.searchsorted(keys, w * n + lo),
-        backward=np.searchsorted(keys, lo * n + w),
+    first_wins = w < lo if design.sign is None else design.sign > 0
+    first = np.where(first_wins, w, lo)
+    second = np.where(first_wins, lo, w)
+    # One sparse matrix sums the decisions of each (first, second) both ways at once:
+    # the real part counts the first's wins, the imaginary part the second's. Converting
+    # to CSR groups by a counting sort, faster than sorting keys.
+    counts = np.where(first_wins, design.weight, 1j * design.weight)
+    table = sp.coo_array((counts, (first, second)), shape=(n, n)).tocsr()
+    table.sum_duplicates()
+    first = np.repeat(np.arange(n, dtype=np.int64), np.diff(table.indptr))
+    second = table.indices.astype(np.int64)
+    pair, low, high = None, first, second
+    if design.sign is not None:
+        # Both A/B orientations of a pair share one cavity pair.
+        keys, pair = np.unique(
+            np.minimum(first, second) * n + np.maximum(first, second), return_inverse=True
+        )
+        low, high = keys // n, keys % n
+    return _Edges(
+        n=n,
+        first=first,
+        second=second,
+        wins_first=table.data.real.copy(),
+        wins_second=table.data.imag.copy(),
+        position=design.sign is not None,
+        pair=pair,
+        low=low,
+        high=high,
     )
 
 
-def _cavity(
-    design: _Design,
-    h: np.ndarray,
+def _edges_design(edges: _Edges, wins_first: np.ndarray, wins_second: np.ndarray) -> _Design:
+    """The edges' decisions (with these counts) as a design sorted by winner."""
+    n = edges.n
+    winner = np.concatenate([edges.first, edges.second])
+    loser = np.concatenate([edges.second, edges.first])
+    weight = np.concatenate([wins_first, wins_second])
+    order = np.argsort(winner, kind="stable")
+    sign = None
+    if edges.position:
+        sign = np.repeat([1.0, -1.0], len(edges.first))[order]
+    winner = winner[order]
+    return _Design(
+        n=n,
+        winner=winner,
+        loser=loser[order],
+        sign=sign,
+        weight=weight[order],
+        alpha=0.0,
+        indptr=np.searchsorted(winner, np.arange(n + 1)).astype(np.int64),
+    )
+
+
+class _EdgeLaplacian:
+    """Products with the pair-curvature adjacency A of the information over θ.
+
+    The pairs are sorted by (low, high), so with the curvatures as data they form the
+    upper triangle U of A in CSR form without any sorting; A x = U x + Uᵀ x.
+    """
+
+    def __init__(self, edges: _Edges):
+        self.n = n = edges.n
+        self._indices = edges.high
+        self._indptr = np.concatenate([[0], np.cumsum(np.bincount(edges.low, minlength=n))])
+
+    def matrix(self, pair_curvature: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        upper = sp.csr_array((pair_curvature, self._indices, self._indptr), shape=(self.n, self.n))
+        lower = upper.T
+
+        def adjacency(x: np.ndarray) -> np.ndarray:
+            return upper @ x + lower @ x
+
+        return adjacency
+
+
+def _edge_information(edges: _Edges, z: np.ndarray, trials: np.ndarray | None = None):
+    """Per edge: the probability that the first wins and the curvature m p (1 − p)."""
+    p = _sigmoid(edges.margin(z))
+    return p, (edges.trials if trials is None else trials) * p * (1.0 - p)
+
+
+def _edge_diagonal(edges: _Edges, pair_curvature: np.ndarray) -> np.ndarray:
+    n = edges.n
+    return np.bincount(edges.low, pair_curvature, n) + np.bincount(edges.high, pair_curvature, n)
+
+
+def _edge_coupling(edges: _Edges, curvature: np.ndarray) -> np.ndarray:
+    """The θ–δ column of the information: +curvature at A, −curvature at B."""
+    n = edges.n
+    return np.bincount(edges.first, curvature, n) - np.bincount(edges.second, curvature, n)
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    # einsum, not BLAS: OpenBLAS threads its dot product, and on a busy machine those
+    # threads wait for each other far longer than the sum takes.
+    return float(np.einsum("i,i->", a, b))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """σ(x) = 1 / (1 + e⁻ˣ), several times faster than scipy's expit on large arrays."""
+    with np.errstate(over="ignore"):
+        e = np.exp(-x)
+    e += 1.0
+    return np.reciprocal(e, out=e)
+
+
+def _pcg(
+    matvec: Callable[[np.ndarray], np.ndarray],
+    rhs: np.ndarray,
+    precondition: np.ndarray,
+    rtol: float,
+) -> np.ndarray:
+    """Jacobi-preconditioned conjugate gradients from 0, to ‖r‖ ≤ rtol ‖rhs‖."""
+    x = np.zeros_like(rhs)
+    r = rhs.copy()
+    bound = rtol * math.sqrt(_dot(rhs, rhs))
+    z = r / precondition
+    d = z.copy()
+    rz = _dot(r, z)
+    for _ in range(10 * len(rhs)):
+        if math.sqrt(_dot(r, r)) <= bound:
+            break
+        q = matvec(d)
+        step = rz / _dot(d, q)
+        x += step * d
+        r -= step * q
+        z = r / precondition
+        rz, previous = _dot(r, z), rz
+        d *= rz / previous
+        d += z
+    return x
+
+
+def _edge_cg(
+    adjacency: Callable[[np.ndarray], np.ndarray],
+    diagonal: np.ndarray,
+    rhs: np.ndarray,
+    rtol: float,
+    coupling: np.ndarray | None = None,
+    curvature_delta: float = 0.0,
+    *,
+    shift: bool = True,
+) -> np.ndarray:
+    """Solve (F [+ 11ᵀ/n over θ]) x = rhs by Jacobi-preconditioned CG.
+
+    F over θ is diag(D) − A (x ↦ A x is ``adjacency``); with a position effect F gains the θ–δ
+    column ``coupling`` and the δ–δ entry ``curvature_delta``. ``shift`` adds 11ᵀ/n, which
+    removes the null direction of an unpenalised θ; rhs must then sum to zero over θ.
+    """
+    n = len(diagonal)
+    shift = 1.0 / n if shift else 0.0
+
+    def theta_block(x: np.ndarray) -> np.ndarray:
+        return diagonal * x - adjacency(x) + shift * x.sum()
+
+    if coupling is None:
+        return _pcg(theta_block, rhs, diagonal + shift, rtol)
+
+    def matvec(x: np.ndarray) -> np.ndarray:
+        theta, delta = x[:n], x[n]
+        top = theta_block(theta) + coupling * delta
+        return np.append(top, _dot(coupling, theta) + curvature_delta * delta)
+
+    return _pcg(matvec, rhs, np.append(diagonal + shift, curvature_delta), rtol)
+
+
+@dataclass(frozen=True)
+class _Cavity:
+    """Cavity (Gaussian belief propagation) approximation to P pinv(F) P."""
+
+    variances: np.ndarray
+    #: Var(θ_first − θ_second [+ δ]) for each edge.
+    resistance: np.ndarray
+    messages: np.ndarray
+    #: Largest relative change of a message in the last sweep.
+    change: float
+
+
+def _edge_cavity(
+    edges: _Edges,
+    curvature: np.ndarray,
     messages: np.ndarray | None = None,
-    pairs: _PairGraph | None = None,
+    *,
+    max_sweeps: int = _CAVITY_MAX_SWEEPS,
+    tol: float = _CAVITY_TOL,
+    laplacian: _EdgeLaplacian | None = None,
+    alpha: float = 0.0,
 ) -> _Cavity:
-    """Approximate variances and pair resistances by the cavity method on the Laplacian.
+    """Approximate variances and edge resistances by the cavity method on the Laplacian.
 
     With F_θθ = D − A (D diagonal, A the pair curvatures), the cavity precision of essay i
     without neighbour j solves Pᵢ₍ⱼ₎ = Dᵢ − Σ_{k ∈ N(i), k ≠ j} Aᵢₖ² / Pₖ₍ᵢ₎ (Gaussian
@@ -636,56 +829,209 @@ def _cavity(
     comparison designs it misses only short cycles (measured error in docs/scoring.md).
     With a position effect, δ enters exactly through its Schur complement: one conjugate
     gradient solve of F_θθ x = b (b the θ–δ column), σ = F_δδ − bᵀx, Var θ += x²/σ,
-    Var δ = 1/σ. Cost O(pairs) per sweep.
+    Var δ = 1/σ. A ridge penalty adds 2α to D. Cost O(pairs) per sweep; ``messages`` from
+    a nearby fit start the sweeps near their fixed point, and ``max_sweeps`` may stop them
+    early (``change`` says how far from it they are).
     """
-    n = design.n
-    pairs = _pair_graph(design) if pairs is None else pairs
-    rows, reverse = pairs.rows, pairs.reverse
-    size = len(rows)
-    weight = np.bincount(pairs.forward, h, size) + np.bincount(pairs.backward, h, size)
-    diagonal = _hessian_diagonal(design, h)
-    own = diagonal[rows]
+    n = edges.n
+    low, high = edges.low, edges.high
+    weight = edges.per_pair(curvature)
+    diagonal = _edge_diagonal(edges, weight) + 2.0 * alpha
+    size = len(weight)
     square = weight * weight
-    precision = own.copy() if messages is None else messages
-    for _ in range(_CAVITY_MAX_SWEEPS):
-        incoming = square / precision[reverse]
-        updated = own - np.bincount(rows, incoming, n)[rows] + incoming
-        change = float(np.max(np.abs(updated - precision) / updated)) if size else 0.0
-        precision = updated
-        if change < _CAVITY_TOL:
-            break
-    incoming = square / precision[reverse]
-    marginal = diagonal - np.bincount(rows, incoming, n)
-    variances = 1.0 / marginal
-    mine, theirs = precision, precision[reverse]
-    pair_resistance = (mine + theirs - 2.0 * weight) / (mine * theirs - square)
-    resistance = pair_resistance[pairs.forward]
-    if design.sign is not None:
-        coupling = _position_coupling(design, h)
-        x = _solve_theta_block(design, h, coupling)
-        schur = h.sum() - coupling @ x
+    # Directed messages as two halves: from low's side of each pair (low without high)
+    # and from high's side; each half's reverse is the other half.
+    own_low, own_high = diagonal[low], diagonal[high]
+    if messages is None:
+        from_low, from_high = own_low.copy(), own_high.copy()
+    else:
+        from_low, from_high = messages[:size], messages[size:]
+    change = math.inf
+    into_low, into_high = np.empty(size), np.empty(size)
+    # A stray message (0 or negative) shows as non-finite variances, handled below.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        previous = None
+        for sweep in range(max_sweeps + 1):
+            np.divide(square, from_high, out=into_low)
+            np.divide(square, from_low, out=into_high)
+            total = np.bincount(low, into_low, n)
+            total += np.bincount(high, into_high, n)
+            if previous is not None:
+                # Messages have converged when no essay's incoming total moves (relative to
+                # its information): checking n totals costs far less than 2P messages.
+                change = float(np.max(np.abs(total - previous) / diagonal)) if size else 0.0
+                if change < tol or sweep == max_sweeps:
+                    break
+            previous = total
+            from_low = own_low - total[low]
+            from_low += into_low
+            from_high = own_high - total[high]
+            from_high += into_high
+        variances = 1.0 / (diagonal - total)
+    if messages is not None and not np.all(np.isfinite(variances) & (variances > 0)):
+        # Warm messages from a distant fit can send loopy propagation astray; start cold.
+        return _edge_cavity(
+            edges, curvature, max_sweeps=max_sweeps, laplacian=laplacian, alpha=alpha, tol=tol
+        )
+    pair_resistance = (from_low + from_high - 2.0 * weight) / (from_low * from_high - square)
+    resistance = edges.of_pair(pair_resistance)
+    precision = np.concatenate([from_low, from_high])
+    if edges.position:
+        coupling = _edge_coupling(edges, curvature)
+        laplacian = _EdgeLaplacian(edges) if laplacian is None else laplacian
+        x = _edge_cg(laplacian.matrix(weight), diagonal, coupling, 1e-10, shift=alpha == 0)
+        schur = curvature.sum() - _dot(coupling, x)
         if not schur > 0:
             raise _unidentified_position_effect()
         variances = np.append(variances + x**2 / schur, 1.0 / schur)
-        resistance = resistance + ((x[design.winner] - x[design.loser]) - design.sign) ** 2 / schur
-    return _Cavity(variances=variances, resistance=resistance, messages=precision)
+        resistance = resistance + ((x[edges.first] - x[edges.second]) - 1.0) ** 2 / schur
+    return _Cavity(variances=variances, resistance=resistance, messages=precision, change=change)
 
 
-def _solve_theta_block(design: _Design, h: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """Solve (F_θθ + 11ᵀ/n) x = rhs by Jacobi-preconditioned CG (rhs sums to zero)."""
-    n = design.n
-    graph = _winner_graph(design, h)
-    graph_t = graph.T
-    diagonal = _hessian_diagonal(design, h)
-    shift = 1.0 / n if design.alpha == 0 else 0.0
+def _log_win(margin: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """log σ(margin), from p = σ(margin) while no p underflows."""
+    return np.log(p) if p.min() > 0 else -np.logaddexp(0.0, -margin)
 
-    def matvec(x: np.ndarray) -> np.ndarray:
-        return diagonal * x - graph @ x - graph_t @ x + shift * x.sum()
 
-    operator = LinearOperator((n, n), matvec=matvec, dtype=float)
-    jacobi = LinearOperator((n, n), matvec=lambda r: r / (diagonal + shift), dtype=float)
-    x, _ = cg(operator, rhs, rtol=1e-10, atol=0.0, maxiter=10 * n, M=jacobi)
-    return x
+def _edge_newton(
+    z: np.ndarray,
+    edges: _Edges,
+    wins_first: np.ndarray,
+    wins_second: np.ndarray,
+    laplacian: _EdgeLaplacian,
+    margin: np.ndarray | None = None,
+) -> tuple[np.ndarray, int, bool]:
+    """Damped Newton for the ML fit of these per-edge counts, keeping Σθ = 0.
+
+    The same iteration as :func:`_newton` on the design of the counts, over edges: the
+    Hessian is solved by CG on the pair Laplacian and the step backtracked on the
+    negative log-likelihood −Σ [w₁ log p + w₂ log(1 − p)]. Returns the estimate, the
+    number of Newton steps and whether the gradient tolerance was met.
+    """
+    n, position = edges.n, edges.position
+    trials = wins_first + wins_second
+    tol = _GRADIENT_TOL * max(1.0, trials.sum() / n)
+    margin = edges.margin(z) if margin is None else margin
+    p = _sigmoid(margin)
+    log_p = _log_win(margin, p)
+    # log(1 − p) = log p − margin.
+    value = _dot(wins_second, margin) - _dot(trials, log_p)
+    for iteration in range(_MAX_NEWTON_ITER + 1):
+        residual = trials * p - wins_first
+        grad = np.bincount(edges.first, residual, n) - np.bincount(edges.second, residual, n)
+        if position:
+            grad = np.append(grad, residual.sum())
+        if np.max(np.abs(grad)) <= tol:
+            return z, iteration, True
+        if iteration == _MAX_NEWTON_ITER:
+            break
+        curvature = trials * p * (1.0 - p)
+        weight = edges.per_pair(curvature)
+        step = _edge_cg(
+            laplacian.matrix(weight),
+            _edge_diagonal(edges, weight),
+            -grad,
+            min(0.1, max(float(np.max(np.abs(grad))), 1e-12)),
+            _edge_coupling(edges, curvature) if position else None,
+            float(curvature.sum()),
+        )
+        slope = _dot(grad, step)
+        if not slope < 0:
+            step, slope = -grad, -_dot(grad, grad)
+        # Near the optimum the objective changes by less than its rounding error.
+        slack = 1e-12 * max(1.0, abs(value))
+        t = 1.0
+        while True:
+            candidate = z + t * step
+            candidate_margin = edges.margin(candidate)
+            candidate_p = _sigmoid(candidate_margin)
+            candidate_log_p = _log_win(candidate_margin, candidate_p)
+            candidate_value = _dot(wins_second, candidate_margin) - _dot(trials, candidate_log_p)
+            if candidate_value <= value + 1e-4 * t * slope + slack:
+                break
+            t *= 0.5
+            if t < 1e-12:
+                return z, iteration, False
+        candidate[:n] -= candidate[:n].mean()
+        z, p, log_p, value = candidate, candidate_p, candidate_log_p, candidate_value
+    return z, _MAX_NEWTON_ITER, False
+
+
+def _firth_sparse(edges: _Edges) -> tuple[np.ndarray, int, bool, np.ndarray, _Cavity]:
+    """Firth's estimate above ``FIRTH_EXACT_MAX_ESSAYS`` essays, with cavity leverages.
+
+    The modified score is Σₑ aₑ (w₁ₑ − mₑ pₑ + Hₑ (½ − pₑ)), Hₑ = mₑ pₑ (1 − pₑ) aₑᵀ F⁻¹ aₑ
+    the leverage of edge e (Firth 1993; Heinze & Schemper 2002): the ML score of the data
+    with Hₑ/2 pseudo-decisions added each way. So cjlib alternates leverages at the current
+    estimate (cavity approximation, warm-started) with the ML fit (damped Newton,
+    warm-started) of the augmented data, until the augmented fit needs no step at the
+    current leverages. Returns (θ[, δ]), the Newton steps taken, whether it converged,
+    the pseudo-decisions Hₑ/2 on each side and the last cavity.
+
+    With cavity leverages the modified score can have several roots in sparse designs
+    (an essay joined to the rest by one or two decisions); this alternation, from the
+    leverages at θ = 0, lands on the root next to the exact-leverage estimate where the
+    joint iteration need not (measured in docs/scoring.md).
+    """
+    n, position = edges.n, edges.position
+    laplacian = _EdgeLaplacian(edges)
+    # Leverages at θ = 0 (every p = ½) are a safe start: at the smoothed log-odds an essay
+    # that won everything gets a leverage near 0 and the first augmented fit runs off.
+    z = np.zeros(n + position)
+    cavity = None
+    total, converged = 0, False
+    # The map z → (ML fit of the data augmented at z's leverages) contracts linearly (by
+    # about 0.3 per step at 10 comparisons per essay); Anderson mixing over the last few
+    # steps (Walker & Ni 2011) cuts 15–20 steps to about 6.
+    fitted: list[np.ndarray] = []
+    residuals: list[np.ndarray] = []
+    for outer in range(_MAX_FIRTH_ITER):
+        margin = edges.margin(z)
+        p = _sigmoid(margin)
+        information = edges.trials * p * (1.0 - p)
+        messages = None if cavity is None else cavity.messages
+        cavity = _edge_cavity(edges, information, messages, laplacian=laplacian)
+        pseudo = 0.5 * information * cavity.resistance
+        wins_first, wins_second = edges.wins_first + pseudo, edges.wins_second + pseudo
+        start, start_margin = z, margin
+        if outer == 0:
+            start = _edge_log_odds(edges, wins_first, wins_second)
+            start_margin = None
+        image, iterations, converged = _edge_newton(
+            start, edges, wins_first, wins_second, laplacian, start_margin
+        )
+        total += iterations
+        if converged and (iterations == 0 or np.max(np.abs(image - z)) < _FIRTH_STEP_TOL):
+            # Leverages move the estimate by less than the change in θ they come from, so
+            # a step below 1e-8 leaves θ within about 1e-8 of the fixed point.
+            return image, total, True, pseudo, cavity
+        residual = image - z
+        if residuals and np.max(np.abs(residual)) > np.max(np.abs(residuals[-1])):
+            # Mixing overshot: restart it from the plain fixed-point step.
+            fitted.clear()
+            residuals.clear()
+        fitted.append(image)
+        residuals.append(residual)
+        del fitted[:-_ANDERSON_MEMORY], residuals[:-_ANDERSON_MEMORY]
+        z = image
+        if len(fitted) > 1:
+            d_residual = np.diff(np.array(residuals), axis=0).T
+            d_fitted = np.diff(np.array(fitted), axis=0).T
+            gamma = np.linalg.lstsq(d_residual, residuals[-1], rcond=None)[0]
+            mixed = image - d_fitted @ gamma
+            if np.all(np.isfinite(mixed)):
+                z = mixed
+    return z, total, False, pseudo, cavity
+
+
+def _edge_log_odds(edges: _Edges, wins_first: np.ndarray, wins_second: np.ndarray) -> np.ndarray:
+    """Each essay's smoothed log-odds of winning, as :func:`_log_odds_start`."""
+    n = edges.n
+    wins = np.bincount(edges.first, wins_first, n) + np.bincount(edges.second, wins_second, n)
+    losses = np.bincount(edges.first, wins_second, n) + np.bincount(edges.second, wins_first, n)
+    theta = np.log((wins + 0.5) / (losses + 0.5))
+    theta -= theta.mean()
+    return theta if not edges.position else np.append(theta, 0.0)
 
 
 def _neumann_variances(design: _Design, h: np.ndarray) -> np.ndarray:
@@ -707,13 +1053,9 @@ def _neumann_variances(design: _Design, h: np.ndarray) -> np.ndarray:
     return np.append(variances, 1.0 / schur)
 
 
-def _variances(
-    design: _Design, h: np.ndarray, se_method: str, messages: np.ndarray | None = None
-) -> np.ndarray:
+def _variances(design: _Design, h: np.ndarray, se_method: str) -> np.ndarray:
     if se_method == "pinv_fisher":
         return _exact_covariance(design, h, full=False)
-    if se_method == "cavity_approx":
-        return _cavity(design, h, messages).variances
     return _neumann_variances(design, h)
 
 
@@ -748,22 +1090,6 @@ def _symmetric_pattern(design: _Design) -> tuple[_Design, np.ndarray]:
         indptr=np.searchsorted(winner, np.arange(n + 1)).astype(np.int64),
     )
     return pattern, np.searchsorted(keys, own_reverse)
-
-
-def _resistances(
-    design: _Design, h: np.ndarray, pairs: _PairGraph | None, messages: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """aₖᵀ P pinv(F) P aₖ for each row, aₖ = e_w − e_l + sₖ e_δ (cavity given ``pairs``)."""
-    if pairs is not None:
-        cavity = _cavity(design, h, messages, pairs)
-        return cavity.resistance, cavity.messages
-    n = design.n
-    cov = _exact_covariance(design, h, full=True)
-    w, lo = design.winner, design.loser
-    resistance = cov[w, w] + cov[lo, lo] - 2.0 * cov[w, lo]
-    if design.sign is not None:
-        resistance += cov[n, n] + 2.0 * design.sign * (cov[w, n] - cov[lo, n])
-    return resistance, None
 
 
 def _firth_dense(design: _Design) -> tuple[np.ndarray, int, bool, _Design]:
@@ -825,74 +1151,6 @@ def _firth_dense(design: _Design) -> tuple[np.ndarray, int, bool, _Design]:
                 return z, iteration, False, augmented
         z, state = candidate, trial
     return z, _MAX_NEWTON_ITER * 2, False, augmented
-
-
-def _fit_firth(
-    design: _Design, engine: str
-) -> tuple[np.ndarray, int, bool, _Design, np.ndarray | None]:
-    """Firth's bias-reduced estimate (Jeffreys-prior penalty ½ log det F).
-
-    For a logistic model the modified score is Σₖ aₖ (yₖ − mₖ pₖ + Hₖ (½ − pₖ)), Hₖ =
-    mₖ pₖ (1 − pₖ) aₖᵀ F⁻¹ aₖ the leverage of pair-orientation k with mₖ decisions (Firth
-    1993; Heinze & Schemper 2002): it is the ML score of the data with Hₖ/2 pseudo-decisions
-    added each way. So cjlib alternates leverages at the current estimate with the ML fit
-    (damped Newton, warm-started) of the augmented data, until the augmented fit needs no
-    step at the current leverages, i.e. the modified score is below the gradient tolerance.
-    aₖᵀ F⁻¹ aₖ uses the projected pseudo-inverse, which is the same in any identified
-    parametrisation because aₖ ⟂ 1; above ``FIRTH_EXACT_MAX_ESSAYS`` essays it comes from
-    the cavity approximation.
-    """
-    if design.n <= FIRTH_EXACT_MAX_ESSAYS:
-        return (*_firth_dense(design), None)
-    pattern, reverse = _symmetric_pattern(design)
-    base = pattern.weight
-    trials = base + base[reverse]
-    pairs = None if design.n <= FIRTH_EXACT_MAX_ESSAYS else _pair_graph(pattern)
-    # Leverages at θ = 0 (every p = ½) are a safe start: at the smoothed log-odds an essay
-    # that won everything gets a leverage near 0 and the first augmented fit runs off.
-    z = np.zeros(design.n + (design.sign is not None))
-    messages = None
-    total, converged = 0, False
-    # The map z → (ML fit of the data augmented at z's leverages) contracts linearly (by
-    # about 0.3 per step at 10 comparisons per essay); Anderson mixing over the last few
-    # steps (Walker & Ni 2011) cuts 15–20 steps to about 6.
-    fitted: list[np.ndarray] = []
-    residuals: list[np.ndarray] = []
-    for outer in range(_MAX_FIRTH_ITER):
-        p = expit(_margin(z, pattern))
-        information = p * (1.0 - p)
-        resistance, messages = _resistances(pattern, base * information, pairs, messages)
-        augmented = replace(pattern, weight=base + 0.5 * trials * information * resistance)
-        start = z
-        if outer == 0:
-            start = _choix_start(augmented) if engine == "choix" else _log_odds_start(augmented)
-        # Small designs already invert F densely for the leverages; CG's Python overhead
-        # would dominate there, so they solve densely too.
-        dense = engine == "choix" or pairs is None
-        solver = _dense_solver(augmented) if dense else _cg_solver(augmented)
-        image, _, iterations, converged = _newton(start, augmented, solver)
-        total += iterations
-        if converged and (iterations == 0 or np.max(np.abs(image - z)) < _FIRTH_STEP_TOL):
-            # Leverages move the estimate by less than the change in θ they come from, so
-            # a step below 1e-8 leaves θ within about 1e-8 of the fixed point.
-            return image, total, True, augmented, messages
-        residual = image - z
-        if residuals and np.max(np.abs(residual)) > np.max(np.abs(residuals[-1])):
-            # Mixing overshot: restart it from the plain fixed-point step.
-            fitted.clear()
-            residuals.clear()
-        fitted.append(image)
-        residuals.append(residual)
-        del fitted[:-_ANDERSON_MEMORY], residuals[:-_ANDERSON_MEMORY]
-        z = image
-        if len(fitted) > 1:
-            d_residual = np.diff(np.array(residuals), axis=0).T
-            d_fitted = np.diff(np.array(fitted), axis=0).T
-            gamma = np.linalg.lstsq(d_residual, residuals[-1], rcond=None)[0]
-            mixed = image - d_fitted @ gamma
-            if np.all(np.isfinite(mixed)):
-                z = mixed
-    return z, total, False, augmented, messages
 
 
 def _fit_sirt(
@@ -1009,9 +1267,9 @@ def _fit_statistics(
     x = z[decisions.winner] - z[decisions.loser]
     if position_effect:
         x = x + np.where(decisions.winner_in_a, 1.0, -1.0) * z[n]
-    p = expit(x)
+    p = _sigmoid(x)
     c = decisions.weight
-    log_likelihood = -float(c @ np.logaddexp(0.0, -x))
+    log_likelihood = _dot(c, _log_win(x, p))
     return c * (1.0 - p) ** 2, c * p * (1.0 - p), c * np.exp(-x), log_likelihood
 
 
@@ -1125,6 +1383,29 @@ def _position_summary(
     return summary
 
 
+@cache
+def _blas_controller() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _single_threaded_blas(fit: Callable[..., BTResult]) -> Callable[..., BTResult]:
+    """Run ``fit`` with BLAS on one thread.
+
+    The dense factorisations (exact SEs up to ``EXACT_SE_MAX_ESSAYS`` essays, the small-design
+    Firth fit) are small enough that OpenBLAS's threads gain little, and on a busy machine
+    they wait for one another: a 1,000-essay covariance took 2.3 s instead of 0.1 s at load
+    average 5 on 2 CPUs (docs/scoring.md).
+    """
+
+    @wraps(fit)
+    def run(*args, **kwargs) -> BTResult:
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            return fit(*args, **kwargs)
+
+    return run
+
+
+@_single_threaded_blas
 def fit_bradley_terry(
     comparisons: pd.DataFrame,
     *,
@@ -1228,9 +1509,14 @@ def fit_bradley_terry(
             raise _not_linked_error(decisions.essay_ids, linked, method)
 
     se_sirt = None
-    messages = None
-    if method == "firth":
-        z, iterations, converged, augmented, messages = _fit_firth(design, engine)
+    edges = pseudo = messages = augmented = firth_cavity = None
+    if method == "firth" and n <= FIRTH_EXACT_MAX_ESSAYS:
+        z, iterations, converged, augmented = _firth_dense(design)
+    elif method == "firth":
+        edges = _edges(design)
+        z, iterations, converged, pseudo, firth_cavity = _firth_sparse(edges)
+        messages = firth_cavity.messages
+        engine = "sparse"
     elif method == "sirt":
         z, se_sirt, iterations, converged = _fit_sirt(design, sirt_eps, position_effect)
         engine = "sparse"
@@ -1244,21 +1530,49 @@ def fit_bradley_terry(
         logger.warning(
             "Bradley–Terry fit (%s) did not converge after %d iterations", method, iterations
         )
-    _, p = _evaluate(z, design)
-    _, curvature = _gradient_and_curvature(z, p, design)
-    # The cavity messages of Firth's last round start both SE passes near their fixed point
-    # (the symmetric pair pattern of the data and of the augmented data is the same).
-    variances = _variances(design, curvature, se_method, messages)
+    if se_method == "cavity_approx":
+        edges = _edges(design) if edges is None else edges
+        fisher_information = _edge_information(edges, z)[1]
+        total_curvature = float(fisher_information.sum())
+        if firth_cavity is not None and converged:
+            # Firth's last leverages came from this cavity, of the Fisher information at
+            # an estimate less than 1e-8 from z.
+            cavity = firth_cavity
+        else:
+            # Firth's last messages start the sweeps near their fixed point.
+            cavity = _edge_cavity(
+                edges, fisher_information, messages, alpha=alpha, tol=_SE_CAVITY_TOL
+            )
+        variances, messages = cavity.variances, cavity.messages
+    else:
+        _, p = _evaluate(z, design)
+        _, curvature = _gradient_and_curvature(z, p, design)
+        total_curvature = float(curvature.sum())
+        variances = _variances(design, curvature, se_method)
     fisher_variances = None
     if method == "firth":
         fisher_variances = variances
-        # The pseudo-decisions of the last iteration, at θ within 1e-7 of the estimate.
-        _, p_augmented = _evaluate(z, augmented)
-        variances = _variances(
-            augmented, augmented.weight * p_augmented * (1.0 - p_augmented), se_method, messages
-        )
+        # The information of the data plus the pseudo-decisions of the last iteration.
+        if pseudo is not None and se_method == "cavity_approx":
+            augmented_trials = edges.trials + 2.0 * pseudo
+            information = _edge_information(edges, z, augmented_trials)[1]
+            variances = _edge_cavity(edges, information, messages, tol=_SE_CAVITY_TOL).variances
+        else:
+            if augmented is None:
+                augmented = _edges_design(
+                    edges, edges.wins_first + pseudo, edges.wins_second + pseudo
+                )
+            if se_method == "cavity_approx":
+                augmented_edges = _edges(augmented)
+                information = _edge_information(augmented_edges, z)[1]
+                variances = _edge_cavity(augmented_edges, information, messages).variances
+            else:
+                _, p_augmented = _evaluate(z, augmented)
+                variances = _variances(
+                    augmented, augmented.weight * p_augmented * (1.0 - p_augmented), se_method
+                )
     # Var(δ) is at least 1/Σh; far above it, δ is only nominally estimated.
-    if position_effect and not variances[n] * curvature.sum() < _MAX_POSITION_VARIANCE_RATIO:
+    if position_effect and not variances[n] * total_curvature < _MAX_POSITION_VARIANCE_RATIO:
         raise _unidentified_position_effect()
     theta, se = z[:n], np.sqrt(variances[:n])
 

@@ -794,3 +794,36 @@ def test_random_judge_among_consistent_judges_is_flagged_as_misfitting():
     assert judges["misfit"].dtype == bool
     assert judges.loc["j7", "misfit"]
     assert judges["misfit"].sum() == 1
+
+
+def test_fits_run_blas_on_one_thread(monkeypatch):
+    # Dense factorisations are small; OpenBLAS's threads wait for each other on a busy
+    # machine (a 1,000-essay covariance took 20x longer), so fits hold BLAS to one thread.
+    from threadpoolctl import threadpool_info
+
+    import cjlib.scoring as scoring
+
+    seen: list[int] = []
+    exact = scoring._exact_covariance
+
+    def recording(*args, **kwargs):
+        seen.extend(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
+        return exact(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "_exact_covariance", recording)
+    fit_bradley_terry(simulate(40, 400, 51), method="mle")
+    assert seen and set(seen) == {1}
+
+
+def test_cavity_restarts_cold_when_warm_messages_are_astray():
+    import cjlib.scoring as scoring
+
+    frame = to_winner_form(simulate(500, 5000, 52))
+    decisions = scoring._parse_comparisons(frame, False)
+    edges = scoring._edges(scoring._aggregate(decisions, 0.0, False))
+    information = scoring._edge_information(edges, np.zeros(edges.n))[1]
+    cold = scoring._edge_cavity(edges, information)
+    stray = np.zeros(2 * len(edges.low))
+    warm = scoring._edge_cavity(edges, information, stray)
+    assert np.isfinite(warm.variances).all()
+    np.testing.assert_allclose(warm.variances, cold.variances, rtol=1e-9)
