@@ -115,7 +115,8 @@ class FinalizationResult:
     reliability: float | None = None
     bt_alpha: float | None = None
     bt_method: str | None = None
-    #: Wall seconds of each step of :data:`STEPS` that ran (empty when already final).
+    #: Wall seconds of each step of :data:`STEPS`, in order, with ``fit`` split into
+    #: ``read_decisions``, ``fit`` and ``split_half`` (empty when already final).
     step_seconds: Mapping[str, float] = field(default_factory=dict)
 
 
@@ -253,9 +254,14 @@ class BatchFinalizer:
             state_row=state,
         )  # fmt: skip
 
-        self._enter("fit", clock)
+        self._step("fit")
+        clock.lap("read_decisions")
         essays = _batch_essays(session, batch_id)
-        bt, method_reason, split = _fit_batch(session, batch_id, self.method)
+        comparisons = _decided(session, batch_id)
+        clock.lap("fit")
+        bt, method_reason = _fit(comparisons, self.method)
+        clock.lap("split_half")
+        split = _split_half(comparisons, len(bt.scores))
 
         self._enter("store_scores", clock)
         _store_scores(session, essays, bt.scores)
@@ -434,17 +440,14 @@ def _close_pending_pairs(session: Session, state: CJBatchState) -> None:
         log.warning("batch %s: %d pending pairs closed as failed", state.batch_id, closed)
 
 
-def _fit_batch(
-    session: Session, batch_id: int, method: str | None
-) -> tuple[BTResult, str, dict[str, Any] | None]:
+def _decided(session: Session, batch_id: int) -> pd.DataFrame:
     comparisons = decided_comparisons(session, batch_id)
     if comparisons.empty:
         raise FinalizationError(
             f"batch {batch_id} has no successful comparisons to score; "
             "check the judge's errors with `cj batch inspect`"
         )
-    bt, reason = _fit(comparisons, method)
-    return bt, reason, _split_half(comparisons, len(bt.scores))
+    return comparisons
 
 
 def _store_scores(session: Session, essays: _BatchEssays, scores: pd.DataFrame) -> None:
