@@ -8,8 +8,9 @@ imports it as ``cj judgements import`` does: read (:func:`cjlib.importing.read_j
 validate and write in one transaction (bulk COPY on PostgreSQL, executemany on SQLite), then
 finalize (BT fit, scores, events, COMPLETE_STABLE). Printed per phase: wall seconds, and the
 benchmark process's CPU seconds (the database server's CPU is not in them). The finalizer's
-own steps are shown too (its ``fit`` step = reading the decided pairs + the BT fit), and the
-BT fit alone, outside the pipeline, so the fit's share is known.
+own steps are shown too (``read_decisions``, ``fit``, ``split_half``, ``store_scores``, …), and
+the BT fit alone (the finalizer's call on the stored decisions, timed by itself), so the fit's
+share is known.
 
 ``--anchors N`` marks N items as anchors (grades from their true ability's quantiles on the
 default scale), so the finalizer projects grades for the other items and stores them.
@@ -106,7 +107,8 @@ def _peak_mib() -> float:
 
 def run_backend(url: str, export: Path, anchors: Path | None, run_dir: Path | None) -> dict:
     """Import ``export`` into the migrated database at ``url``; timings and peak memory."""
-    from cjlib.db import get_engine, upgrade
+    from cjlib.db import get_engine, session_scope, upgrade
+    from cjlib.db.queries import decided_comparisons
     from cjlib.importing import read_judgement_file
     from cjlib.scoring import fit_bradley_terry
     from cjlib.workflow.artefacts import write_execute_artefacts
@@ -128,8 +130,11 @@ def run_backend(url: str, export: Path, anchors: Path | None, run_dir: Path | No
     total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     peak = _peak_mib()
     fit = result.finalization
+    # The finalizer's own fit call, on the frame it fits (the stored decisions), by itself.
+    with session_scope(engine) as session:
+        stored = decided_comparisons(session, result.cj_batch_id)
     fit_start, fit_cpu = time.perf_counter(), time.process_time()
-    alone = fit_bradley_terry(decisions.decisions, method=fit.bt_method, alpha=fit.bt_alpha)
+    alone = fit_bradley_terry(stored, method=fit.bt_method, alpha=fit.bt_alpha)
     fit_alone, fit_alone_cpu = time.perf_counter() - fit_start, time.process_time() - fit_cpu
     artefacts = None
     if run_dir is not None:

@@ -187,38 +187,56 @@ def _decided_select(batch_id: int) -> Select:
     )
 
 
+def _decided_sql(session: Session, batch_id: int) -> str:
+    connection = session.connection()
+    query = _decided_select(batch_id).compile(
+        dialect=connection.dialect, compile_kwargs={"literal_binds": True}
+    )
+    return str(query)
+
+
+def _empty_decided() -> pd.DataFrame:
+    return pd.DataFrame({name: [] for name in _DECIDED_COLUMNS}, dtype=object)
+
+
 def _decided_by_copy(session: Session, batch_id: int) -> pd.DataFrame:
     """PostgreSQL: ``COPY (SELECT …) TO STDOUT`` as CSV, parsed by pandas' C reader.
 
     At 10⁶ decisions this takes ~2 s where building result rows takes ~4 s and the ORM-typed
     select with a winner mapped per row took ~13 s.
     """
-    connection = session.connection()
-    query = _decided_select(batch_id).compile(
-        dialect=connection.dialect, compile_kwargs={"literal_binds": True}
-    )
     buffer = io.BytesIO()
+    statement = f"COPY ({_decided_sql(session, batch_id)}) TO STDOUT WITH (FORMAT csv)"
     with (
-        connection.connection.driver_connection.cursor() as cursor,
-        cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)") as copy,
+        session.connection().connection.driver_connection.cursor() as cursor,
+        cursor.copy(statement) as copy,
     ):
         for block in copy:
             buffer.write(block)
-    buffer.seek(0)
-    names = [*_DECIDED_COLUMNS, "judge_missing"]
     if not buffer.getbuffer().nbytes:
-        return pd.DataFrame({name: [] for name in _DECIDED_COLUMNS}, dtype=object)
+        return _empty_decided()
+    buffer.seek(0)
     frame = pd.read_csv(
-        buffer, header=None, names=names, dtype=str, keep_default_na=False, na_filter=False
+        buffer,
+        header=None,
+        names=[*_DECIDED_COLUMNS, "judge_missing"],
+        dtype=str,
+        keep_default_na=False,
+        na_filter=False,
     )
     frame["judge_id"] = frame["judge_id"].mask(frame.pop("judge_missing") == "t")
     return frame
 
 
 def _decided_by_rows(session: Session, batch_id: int) -> pd.DataFrame:
-    rows = session.execute(_decided_select(batch_id)).all()
+    """SQLite: the driver's own tuples (no SQLAlchemy row per decision), one column at a time."""
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        rows = cursor.execute(_decided_sql(session, batch_id)).fetchall()
+    finally:
+        cursor.close()
     if not rows:
-        return pd.DataFrame({name: [] for name in _DECIDED_COLUMNS}, dtype=object)
+        return _empty_decided()
     columns = [list(values) for values in zip(*rows, strict=True)][:4]
     return pd.DataFrame(dict(zip(_DECIDED_COLUMNS, columns, strict=True)))
 
@@ -231,6 +249,7 @@ def decided_comparisons(session: Session, batch_id: int) -> pd.DataFrame:
     Failed and pending pairs are left out. Rows in the order the pairs were created. Read in
     bulk: PostgreSQL ``COPY … TO STDOUT``, SQLite plain rows, no ORM objects.
     """
+    session.flush()  # read on the driver's cursor, which does not autoflush pending results
     if session.connection().dialect.name == "postgresql":
         frame = _decided_by_copy(session, batch_id)
     else:

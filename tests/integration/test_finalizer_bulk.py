@@ -99,6 +99,17 @@ def test_decided_comparisons_without_judges_has_no_judge_column(engine):
     assert _decided(engine, empty).empty
 
 
+def test_decided_comparisons_sees_results_still_pending_in_the_session(engine):
+    batch = _batch(engine, ["e1", "e2"], [("e1", "e2", None, "j")])
+    with Session(engine) as session, session.begin():
+        pair = session.scalars(
+            select(CJComparisonPair).where(CJComparisonPair.cj_batch_id == batch)
+        ).one()
+        pair.winner = B  # not flushed yet: the bulk read must still see it
+        frame = decided_comparisons(session, batch)
+    assert frame.astype(object).to_numpy().tolist() == [["e1", "e2", "essay_b", "j"]]
+
+
 def _essay_rows(engine, batch_id: int) -> dict[str, tuple]:
     with session_scope(engine) as session:
         essays = session.scalars(
