@@ -4,14 +4,22 @@ Why one transaction: the system this replaces committed scores, projections and 
 state separately, so a failure left batches half-written (COMPLETE_STABLE with the state still
 WAITING_CALLBACKS and no projections) and a retry collided with projections already written.
 Here either everything is written, or nothing is and the batch is marked FAILED with the reason.
+
+Why bulk reads and writes: a national session (10⁶ decisions over 50,000 essays) spent ~2 min
+here loading ORM rows, looking essays up one by one in DataFrames and flushing 50,000 ORM
+UPDATEs. Decisions are read in one bulk select (:func:`cjlib.db.queries.decided_comparisons`),
+essays as plain columns, per-essay work is done on whole columns, and scores and projections
+are written in bulk (:mod:`cjlib.db.bulk`), all still in the one transaction.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from cjlib import __version__
 from cjlib.db import session_scope
+from cjlib.db.bulk import insert_columns, timestamp_text, update_columns
 from cjlib.db.models import (
     FINAL_STATES,
     CJBatchState,
@@ -106,6 +115,9 @@ class FinalizationResult:
     reliability: float | None = None
     bt_alpha: float | None = None
     bt_method: str | None = None
+    #: Wall seconds of each step of :data:`STEPS`, in order, with ``fit`` split into
+    #: ``read_decisions``, ``fit`` and ``split_half`` (empty when already final).
+    step_seconds: Mapping[str, float] = field(default_factory=dict)
 
 
 def _fit(comparisons: pd.DataFrame, method: str | None = None) -> tuple[BTResult, str]:
@@ -175,6 +187,10 @@ class BatchFinalizer:
         if self._fault_hook is not None:
             self._fault_hook(name)
 
+    def _enter(self, name: str, clock: _StepClock) -> None:
+        clock.lap(name)
+        self._step(name)
+
     def finalize_scoring(
         self, cj_batch_id: int, *, completion_reason: str | None = None
     ) -> FinalizationResult:
@@ -216,7 +232,8 @@ class BatchFinalizer:
     def _finalize(
         self, session: Session, batch_id: int, completion_reason: str | None
     ) -> FinalizationResult:
-        self._step("lock")
+        clock = _StepClock()
+        self._enter("lock", clock)
         state = lock_batch_state(session, batch_id)
         upload = session.get(CJBatchUpload, batch_id, populate_existing=True)
         if state.state in FINAL_STATES:
@@ -230,7 +247,7 @@ class BatchFinalizer:
         if completion_reason is None:
             used = state.total_comparisons >= (state.total_budget or 0) > 0
             completion_reason = "budget_exhausted" if used else "interrupted"
-        self._step("to_scoring")
+        self._enter("to_scoring", clock)
         _close_pending_pairs(session, state)
         record_state_transition(
             session, batch_id, CoreCJState.SCORING, reason=f"finalize: {completion_reason}",
@@ -238,26 +255,29 @@ class BatchFinalizer:
         )  # fmt: skip
 
         self._step("fit")
-        essays = session.scalars(
-            select(CJProcessedEssay).where(CJProcessedEssay.cj_batch_id == batch_id)
-        ).all()
-        bt, method_reason, split = _fit_batch(session, batch_id, self.method)
+        clock.lap("read_decisions")
+        essays = _batch_essays(session, batch_id)
+        comparisons = _decided(session, batch_id)
+        clock.lap("fit")
+        bt, method_reason = _fit(comparisons, self.method)
+        clock.lap("split_half")
+        split = _split_half(comparisons, len(bt.scores))
 
-        self._step("store_scores")
-        _store_scores(essays, bt.scores)
+        self._enter("store_scores", clock)
+        _store_scores(session, essays, bt.scores)
 
-        self._step("project")
+        self._enter("project", clock)
         outcome = _project(session, upload, essays, bt.scores)
 
-        self._step("store_projections")
+        self._enter("store_projections", clock)
         n_projections = _store_projections(session, batch_id, outcome, bt.scores)
 
-        self._step("events")
+        self._enter("events", clock)
         now = utc_now()
         for event in _events(upload, essays, bt, outcome, completion_reason, now):
             session.add(event)
 
-        self._step("complete")
+        self._enter("complete", clock)
         upload.status = CJBatchStatusEnum.COMPLETE_STABLE
         upload.completed_at = now
         upload.processing_metadata = {
@@ -271,6 +291,12 @@ class BatchFinalizer:
             state_row=state,
         )  # fmt: skip
         session.flush()
+        seconds = clock.stop()
+        log.info(
+            "batch %s finalized: %s",
+            batch_id,
+            ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items()),
+        )
         return FinalizationResult(
             cj_batch_id=batch_id,
             already_final=False,
@@ -283,6 +309,7 @@ class BatchFinalizer:
             reliability=_finite(bt.reliability),
             bt_alpha=bt.alpha,
             bt_method=bt.method,
+            step_seconds=seconds,
         )
 
     def _mark_failed(self, batch_id: int, err: BaseException) -> None:
@@ -306,12 +333,75 @@ class BatchFinalizer:
             log.exception("could not mark batch %s as FAILED", batch_id)
 
 
+class _StepClock:
+    """Wall seconds per finalization step: each lap ends the step before it."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[str, float] = {}
+        self._current: str | None = None
+        self._started = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        if self._current is not None:
+            self._seconds[self._current] = now - self._started
+        self._current, self._started = name, now
+
+    def stop(self) -> dict[str, float]:
+        self.lap("")
+        return dict(self._seconds)
+
+
 def _finite(value: Any) -> float | None:
     try:
         v = float(value)
     except (TypeError, ValueError):
         return None
     return v if np.isfinite(v) else None
+
+
+@dataclass(frozen=True)
+class _BatchEssays:
+    """The batch's essays as columns, in creation order.
+
+    ``frame``: ``id``, ``els_essay_id``, ``is_anchor``. ``anchor_metadata``: the
+    ``processing_metadata`` of the anchors only, the one rule that reads it
+    (:func:`cjlib.db.queries.anchor_grade`) ignores it for students.
+    """
+
+    frame: pd.DataFrame
+    anchor_metadata: dict[str, Any]
+
+    @property
+    def ids(self) -> pd.Series:
+        return self.frame["els_essay_id"]
+
+    def scored(self, scores: pd.DataFrame) -> np.ndarray:
+        """Mask of the essays that have a score."""
+        return self.ids.isin(scores.index).to_numpy()
+
+
+def _batch_essays(session: Session, batch_id: int) -> _BatchEssays:
+    table = CJProcessedEssay
+    rows = session.execute(
+        select(table.id, table.els_essay_id, table.is_anchor)
+        .where(table.cj_batch_id == batch_id)
+        .order_by(table.id)
+    ).all()
+    columns = [list(values) for values in zip(*rows, strict=True)] or [[], [], []]
+    frame = pd.DataFrame(
+        {
+            "id": np.asarray(columns[0], dtype=np.int64),
+            "els_essay_id": pd.Series(columns[1], dtype=object),
+            "is_anchor": np.asarray(columns[2], dtype=bool),
+        }
+    )
+    metadata = session.execute(
+        select(table.els_essay_id, table.processing_metadata).where(
+            table.cj_batch_id == batch_id, table.is_anchor.is_(True)
+        )
+    ).all()
+    return _BatchEssays(frame, {essay_id: meta for essay_id, meta in metadata})
 
 
 @dataclass(frozen=True)
@@ -350,43 +440,48 @@ def _close_pending_pairs(session: Session, state: CJBatchState) -> None:
         log.warning("batch %s: %d pending pairs closed as failed", state.batch_id, closed)
 
 
-def _fit_batch(
-    session: Session, batch_id: int, method: str | None
-) -> tuple[BTResult, str, dict[str, Any] | None]:
+def _decided(session: Session, batch_id: int) -> pd.DataFrame:
     comparisons = decided_comparisons(session, batch_id)
     if comparisons.empty:
         raise FinalizationError(
             f"batch {batch_id} has no successful comparisons to score; "
             "check the judge's errors with `cj batch inspect`"
         )
-    bt, reason = _fit(comparisons, method)
-    return bt, reason, _split_half(comparisons, len(bt.scores))
+    return comparisons
 
 
-def _store_scores(essays: Sequence[CJProcessedEssay], scores: pd.DataFrame) -> None:
-    for essay in essays:
-        if essay.els_essay_id in scores.index:
-            row = scores.loc[essay.els_essay_id]
-            essay.current_bt_score = float(row["theta"])
-            essay.current_bt_se = float(row["se"])
-            essay.comparison_count = int(row["n_comparisons"])
-        else:
-            essay.current_bt_score = None
-            essay.current_bt_se = None
-            essay.comparison_count = 0
+def _store_scores(session: Session, essays: _BatchEssays, scores: pd.DataFrame) -> None:
+    """Each essay's θ, SE and decided comparisons; an essay without a score gets None, None, 0."""
+    scored = essays.scored(scores)
+    aligned = scores.reindex(essays.ids)
+    update_columns(
+        session,
+        CJProcessedEssay.__table__,
+        "id",
+        {
+            "id": essays.frame["id"].to_numpy(),
+            "current_bt_score": np.where(scored, aligned["theta"].to_numpy(float), np.nan),
+            "current_bt_se": np.where(scored, aligned["se"].to_numpy(float), np.nan),
+            "comparison_count": np.where(
+                scored, aligned["n_comparisons"].fillna(0).to_numpy(float), 0
+            ).astype(np.int64),
+        },
+        on_change={"updated_at": utc_now()},
+    )
 
 
 def _project(
     session: Session,
     upload: CJBatchUpload,
-    essays: Sequence[CJProcessedEssay],
+    essays: _BatchEssays,
     scores: pd.DataFrame,
 ) -> _ProjectionOutcome:
     grade_scale = grade_scale_for(session, upload.assignment_id)
     references = anchor_references(session, upload.assignment_id, grade_scale)
+    anchors = essays.ids[essays.frame["is_anchor"].to_numpy()].tolist()
     grades = {
-        e.els_essay_id: anchor_grade(e.els_essay_id, e.is_anchor, e.processing_metadata, references)
-        for e in essays
+        essay_id: anchor_grade(essay_id, True, essays.anchor_metadata.get(essay_id), references)
+        for essay_id in anchors
     }
     anchor_grades = {essay_id: g for essay_id, g in grades.items() if g is not None}
     # An anchor without a successful comparison has no θ and cannot inform calibration;
@@ -408,33 +503,51 @@ def _store_projections(
     if projection is None:
         session.flush()
         return 0
+    grades = projection.grades
     labels = list(projection.scale.all_labels)
-    for essay_id, row in projection.grades.iterrows():
-        session.add(
-            GradeProjection(
-                els_essay_id=str(essay_id),
-                cj_batch_id=batch_id,
-                primary_grade=str(row["primary_grade"]),
-                grade_scale=outcome.grade_scale,
-                confidence_score=float(row["confidence_score"]),
-                confidence_label=str(row["confidence_label"]),
-                probabilities={g: float(row[g]) for g in labels},
-                calculation_metadata={
-                    "expected_grade_index": float(row["expected_grade_index"]),
-                    "bt_score": float(scores.loc[essay_id, "theta"]),
-                    "bt_se": float(scores.loc[essay_id, "se"]),
-                    "method": "anchor_calibrated_normal",
-                    "n_anchors": len(outcome.scored_anchor_grades),
-                    "cjlib_version": __version__,
-                },
-            )
+    essay_ids = [str(essay_id) for essay_id in grades.index]
+    theta = scores["theta"].reindex(grades.index).to_numpy(float).tolist()
+    se = scores["se"].reindex(grades.index).to_numpy(float).tolist()
+    expected = grades["expected_grade_index"].to_numpy(float).tolist()
+    n_anchors = len(outcome.scored_anchor_grades)
+    probabilities = [
+        json.dumps(dict(zip(labels, row, strict=True)))
+        for row in grades[labels].to_numpy(float).tolist()
+    ]
+    metadata = [
+        json.dumps(
+            {
+                "expected_grade_index": e,
+                "bt_score": t,
+                "bt_se": s,
+                "method": "anchor_calibrated_normal",
+                "n_anchors": n_anchors,
+                "cjlib_version": __version__,
+            }
         )
-    session.flush()
-    return len(projection.grades)
+        for e, t, s in zip(expected, theta, se, strict=True)
+    ]
+    dialect = session.get_bind().dialect.name
+    n = len(essay_ids)
+    return insert_columns(
+        session,
+        GradeProjection.__table__,
+        {
+            "els_essay_id": essay_ids,
+            "cj_batch_id": [batch_id] * n,
+            "primary_grade": grades["primary_grade"].astype(str).tolist(),
+            "grade_scale": [outcome.grade_scale] * n,
+            "confidence_score": grades["confidence_score"].to_numpy(float),
+            "confidence_label": grades["confidence_label"].astype(str).tolist(),
+            "probabilities": probabilities,
+            "calculation_metadata": metadata,
+            "created_at": [timestamp_text(dialect, utc_now())] * n,
+        },
+    )
 
 
 def _completion_metadata(
-    essays: Sequence[CJProcessedEssay],
+    essays: _BatchEssays,
     bt: BTResult,
     method_reason: str,
     split: dict[str, Any] | None,
@@ -464,9 +577,7 @@ def _completion_metadata(
         "projection_unavailable_reason": outcome.unavailable_reason,
         "projection_unavailable_message": str(unavailable) if unavailable else None,
         "unscored_anchors": outcome.unscored_anchors,
-        "unscored_essays": sorted(
-            e.els_essay_id for e in essays if e.els_essay_id not in bt.scores.index
-        ),
+        "unscored_essays": sorted(essays.ids[~essays.scored(bt.scores)].tolist()),
     }
     if outcome.projection is not None:
         check = outcome.projection.anchor_check
@@ -480,7 +591,7 @@ def _completion_metadata(
 
 def _events(
     upload: CJBatchUpload,
-    essays: Sequence[CJProcessedEssay],
+    essays: _BatchEssays,
     bt: BTResult,
     outcome: _ProjectionOutcome,
     completion_reason: str,
@@ -488,7 +599,8 @@ def _events(
 ) -> tuple[EventOutbox, EventOutbox]:
     """The completion event and the rich result event of a finalized batch."""
     scores = bt.scores
-    students = [e for e in essays if not e.is_anchor]
+    student = ~essays.frame["is_anchor"].to_numpy()
+    scored = essays.scored(scores)
     common = {
         "cj_batch_id": upload.id,
         "bos_batch_id": upload.bos_batch_id,
@@ -502,8 +614,8 @@ def _events(
         EVENT_COMPLETED,
         common,
         completion_reason=completion_reason,
-        scored_student_ids=[e.els_essay_id for e in students if e.els_essay_id in scores.index],
-        failed_student_ids=[e.els_essay_id for e in students if e.els_essay_id not in scores.index],
+        scored_student_ids=essays.ids[student & scored].tolist(),
+        failed_student_ids=essays.ids[student & ~scored].tolist(),
     )
     published = _event(
         EVENT_RESULT_PUBLISHED,
@@ -526,38 +638,74 @@ def _event(event_type: str, common: dict[str, Any], **body: Any) -> EventOutbox:
     )
 
 
+def _projected_grades(projection: Projection | None, essay_ids: pd.Series) -> list[dict | None]:
+    """The ``projected_grade`` of each essay of ``essay_ids`` (None for those without one)."""
+    if projection is None:
+        return [None] * len(essay_ids)
+    labels = list(projection.scale.all_labels)
+    has = essay_ids.isin(projection.grades.index).to_numpy()
+    grades = projection.grades.reindex(essay_ids.loc[has])
+    rows = zip(
+        grades["primary_grade"].astype(str).tolist(),
+        grades["confidence_score"].to_numpy(float).tolist(),
+        grades["confidence_label"].astype(str).tolist(),
+        grades[labels].to_numpy(float).tolist(),
+        strict=True,
+    )
+    projected = [
+        {
+            "primary_grade": primary,
+            "confidence_score": confidence,
+            "confidence_label": label,
+            "probabilities": dict(zip(labels, probabilities, strict=True)),
+        }
+        for primary, confidence, label, probabilities in rows
+    ]
+    out: list[dict | None] = [None] * len(essay_ids)
+    for i, grade in zip(np.flatnonzero(has).tolist(), projected, strict=True):
+        out[i] = grade
+    return out
+
+
 def _published_essays(
-    essays: Sequence[CJProcessedEssay],
+    essays: _BatchEssays,
     scores: pd.DataFrame,
     projection: Projection | None,
     anchor_grades: dict[str, str],
 ) -> list[dict[str, Any]]:
-    """Every essay's score, SE, rank, anchor flag and projected grade, for the rich event."""
-    labels = list(projection.scale.all_labels) if projection is not None else []
-    ranks = scores["theta"].rank(ascending=False, method="min")
-    published = []
-    for essay in sorted(essays, key=lambda e: e.els_essay_id):
-        sid = essay.els_essay_id
-        scored = sid in scores.index
-        grade = None
-        if projection is not None and sid in projection.grades.index:
-            g = projection.grades.loc[sid]
-            grade = {
-                "primary_grade": str(g["primary_grade"]),
-                "confidence_score": float(g["confidence_score"]),
-                "confidence_label": str(g["confidence_label"]),
-                "probabilities": {lab: float(g[lab]) for lab in labels},
-            }
-        published.append(
-            {
-                "els_essay_id": sid,
-                "is_anchor": bool(essay.is_anchor),
-                "anchor_grade": anchor_grades.get(sid),
-                "bt_score": float(scores.loc[sid, "theta"]) if scored else None,
-                "bt_se": float(scores.loc[sid, "se"]) if scored else None,
-                "rank": int(ranks.loc[sid]) if scored else None,
-                "comparison_count": int(scores.loc[sid, "n_comparisons"]) if scored else 0,
-                "projected_grade": grade,
-            }
-        )
-    return published
+    """Every essay's score, SE, rank, anchor flag and projected grade, for the rich event.
+
+    Sorted by essay id; whole columns are aligned to the essays once (no look-up per essay).
+    """
+    frame = essays.frame.sort_values("els_essay_id", kind="stable", ignore_index=True)
+    ids = frame["els_essay_id"]
+    scored = ids.isin(scores.index).to_numpy()
+    aligned = scores.reindex(ids)
+    ranks = scores["theta"].rank(ascending=False, method="min").reindex(ids)
+
+    def present(values: pd.Series, cast: Callable[[Any], Any]) -> list[Any]:
+        return [cast(v) if ok else None for v, ok in zip(values.tolist(), scored, strict=True)]
+
+    columns = zip(
+        ids.tolist(),
+        frame["is_anchor"].tolist(),
+        present(aligned["theta"], float),
+        present(aligned["se"], float),
+        present(ranks, int),
+        present(aligned["n_comparisons"], int),
+        _projected_grades(projection, ids),
+        strict=True,
+    )
+    return [
+        {
+            "els_essay_id": sid,
+            "is_anchor": bool(is_anchor),
+            "anchor_grade": anchor_grades.get(sid),
+            "bt_score": theta,
+            "bt_se": se,
+            "rank": rank,
+            "comparison_count": count if count is not None else 0,
+            "projected_grade": grade,
+        }
+        for sid, is_anchor, theta, se, rank, count, grade in columns
+    ]
