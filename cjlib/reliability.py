@@ -125,15 +125,19 @@ def split_half(
     rng = np.random.default_rng(seed)
     correlations = []
     failed = 0
+    # Only θ is used: the cheap Neumann SEs spare two dense n × n inverses per half up to
+    # EXACT_SE_MAX_ESSAYS essays (θ does not depend on the SE method).
+    options = {
+        "method": method,
+        "engine": "sparse",
+        "position_effect": position_effect,
+        "se_method": "neumann_approx",
+    }
     for _ in range(n_splits):
         first, second = _halves(frame, rng, judges)
         try:
-            theta_first = fit_bradley_terry(
-                first, method=method, engine="sparse", position_effect=position_effect
-            ).scores
-            theta_second = fit_bradley_terry(
-                second, method=method, engine="sparse", position_effect=position_effect
-            ).scores
+            theta_first = fit_bradley_terry(first, **options).scores
+            theta_second = fit_bradley_terry(second, **options).scores
         except ValueError as error:
             logger.debug("split-half: a half could not be scored: %s", error)
             failed += 1
