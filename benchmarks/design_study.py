@@ -58,7 +58,7 @@ def null_check(students: int) -> pd.DataFrame:
                     strategy, ids, design.coin_toss_judge(), n, seed=seed, anchor_grades=grades,
                     stream="coin",
                 )  # fmt: skip
-                ssr = design._fit(comparisons, design.DEFAULT_ALPHA).reliability
+                ssr = design._ssr(comparisons)  # the estimator batches report (Firth)
                 null = design.null_ssr(strategy, ids, n, seed, anchor_grades=grades)
                 rows.append(
                     {
