@@ -2,7 +2,7 @@
 
 The same study ``cj study`` runs with its defaults: balanced, adaptive and boundary pairing at
 3, 5, 10, 20 and 40 comparisons per essay, ENG5-shaped batches (12 anchors, 120 students), a
-Bradley–Terry judge of discrimination 1, five seeds. It prints the mean of each measure per
+Bradley–Terry judge of discrimination 1, four seeds. It prints the mean of each measure per
 strategy and size, the spread over seeds of the main ones, the conclusions, and the wall time
 against the 3-minute target, then two checks outside the timing: the exact accuracy a perfect
 ability estimate would give (the ceiling set by the anchors) and the SSR and split-half of

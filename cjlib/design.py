@@ -391,8 +391,8 @@ def reliability_measure(strategy: str | PairingStrategy) -> str:
 
     ``split_half`` for a strategy that ignores the estimates (``balanced``): its split-half
     tracks the true reliability and is ≈ 0 on coin tosses. ``null_adjusted_ssr`` for one that
-    pairs on them (``adaptive``, ``boundary``), whose SSR *and* random split-half reach 0.7–0.9
-    on coin-toss decisions (``docs/design_study.md``).
+    pairs on them (``adaptive``, ``boundary``), whose SSR (0.8–0.97) *and* random
+    split-half (0.6–0.9) run high on coin-toss decisions (``docs/design_study.md``).
     """
     return MEASURE_NULL_ADJUSTED if _strategy(strategy).uses_estimates else MEASURE_SPLIT_HALF
 
