@@ -10,12 +10,13 @@ per line, so neither grows with more than a C-speed pass per row.
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import fastjsonschema
 import pandas as pd
@@ -93,13 +94,15 @@ def _distinct(values: list[Any]) -> list[tuple[int, Any]]:
     return out
 
 
-def _check_rows(section: str, rows: list[dict[str, Any]], checks: Mapping[str, Callable]) -> None:
-    """Check every property value of ``rows`` (all with the first row's keys) against its schema."""
-    for name in rows[0]:
+def _check_columns(
+    section: str, columns: Mapping[str, list[Any]], checks: Mapping[str, Callable]
+) -> None:
+    """Check every value of ``columns`` (one list per row property) against its schema."""
+    for name, values in columns.items():
         check = checks.get(name)
         if check is None:
             continue  # not constrained by the schema
-        for i, value in _distinct([row[name] for row in rows]):
+        for i, value in _distinct(values):
             try:
                 check(value)
             except fastjsonschema.JsonSchemaValueException as err:
@@ -110,27 +113,47 @@ def _check_rows(section: str, rows: list[dict[str, Any]], checks: Mapping[str, C
                 ) from None  # fmt: skip
 
 
+def _as_columns(rows: list[Any]) -> dict[str, list[Any]] | None:
+    """``rows`` as one list per key, or None unless all are dicts with the first row's keys."""
+    if not rows or not all(isinstance(row, dict) for row in rows):
+        return None
+    keys = list(rows[0])
+    if any(list(row) != keys for row in rows):
+        return None
+    return {key: [row[key] for row in rows] for key in keys}
+
+
+def _validate(record: Mapping[str, Any], columns: Mapping[str, Mapping[str, list[Any]]]) -> None:
+    """Check ``record``, whose sections named in ``columns`` hold only their first row.
+
+    Each such section's rows all have the keys of that first row and their values are in
+    ``columns``: every value is checked against its property's schema (each distinct value
+    once), and the record with the first row through the whole schema. The same verdict as
+    checking every row, without a schema walk per row.
+    """
+    checks = _row_checks()
+    for section, values in columns.items():
+        _check_columns(section, values, checks[section])
+    _validator()(record)
+
+
 def validate_assessment_run(record: Mapping[str, Any]) -> None:
     """Raise ``fastjsonschema.JsonSchemaValueException`` when ``record`` breaks the schema.
 
     Row lists longer than :data:`_ROWS_CHECKED_WHOLE` whose rows all have the same keys are
-    checked column by column, each distinct value once, and the record with only their first
-    row through the whole schema: the same verdict as checking every row, without a schema
-    walk per row.
+    checked column by column (:func:`_validate`); any other list row by row.
     """
     whole = dict(record)
-    for section, checks in _row_checks().items():
+    columns = {}
+    for section in _row_checks():
         rows = record.get(section)
         if not isinstance(rows, list) or len(rows) <= _ROWS_CHECKED_WHOLE:
             continue
-        if not all(isinstance(row, dict) for row in rows):
-            continue
-        keys = list(rows[0])
-        if any(list(row) != keys for row in rows):
-            continue
-        _check_rows(section, rows, checks)
-        whole[section] = rows[:1]
-    _validator()(whole)
+        values = _as_columns(rows)
+        if values is not None:
+            columns[section] = values
+            whole[section] = rows[:1]
+    _validate(whole, columns)
 
 
 def _iso(value: Any) -> str | None:
@@ -219,9 +242,10 @@ _COMPARISON_KEYS = ("request_correlation_id", "essay_a_id", "essay_b_id", "winne
                     "error_code", "judge_id", "wave", "submitted_at", "completed_at")  # fmt: skip
 
 
-def _comparisons_section(batch: BatchRecord) -> list[dict[str, Any]]:
+def _comparison_columns(batch: BatchRecord) -> dict[str, list[Any]]:
+    """The record's ``comparisons`` as one list per key (in :data:`_COMPARISON_KEYS` order)."""
     frame = batch.comparisons
-    columns = zip(
+    values = (
         frame["request_correlation_id"].tolist(),
         frame["essay_a_id"].tolist(),
         frame["essay_b_id"].tolist(),
@@ -232,9 +256,16 @@ def _comparisons_section(batch: BatchRecord) -> list[dict[str, Any]]:
         [_int_or_none(v) for v in frame["wave"].tolist()],
         _iso_texts(frame["submitted_at"]),
         _iso_texts(frame["completed_at"]),
-        strict=True,
     )
-    return [dict(zip(_COMPARISON_KEYS, values, strict=True)) for values in columns]
+    return dict(zip(_COMPARISON_KEYS, values, strict=True))
+
+
+def _rows(columns: Mapping[str, list[Any]], stop: int | None = None) -> list[dict[str, Any]]:
+    keys = list(columns)
+    return [
+        dict(zip(keys, values, strict=True))
+        for values in zip(*(column[:stop] for column in columns.values()), strict=True)
+    ]
 
 
 def _bt_fit_section(batch: BatchRecord) -> dict[str, Any]:
@@ -329,6 +360,27 @@ def _validation_section(batch: BatchRecord, run_dir: Path, n_projections: int) -
     }
 
 
+def _assemble(
+    batch: BatchRecord,
+    run_dir: Path,
+    dataset: str | Path | None,
+    extra_metadata: Mapping[str, Any] | None,
+) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """The execute record with ``comparisons`` left empty, and the comparisons as columns."""
+    projections = _projections_section(batch)
+    record = {
+        "schema_version": "1.0",
+        "metadata": _metadata_section(batch, extra_metadata),
+        "inputs": _inputs_section(batch, dataset),
+        "comparisons": [],
+        "bt_fit": _bt_fit_section(batch),
+        "bt_summary": _bt_summary(batch),
+        "grade_projections": projections,
+        "validation": _validation_section(batch, run_dir, len(projections)),
+    }
+    return record, _comparison_columns(batch)
+
+
 def build_assessment_run(
     batch: BatchRecord,
     run_dir: Path,
@@ -341,37 +393,56 @@ def build_assessment_run(
     ``dataset`` is the data set folder whose files are checksummed; default the folder the
     batch recorded in its run parameters.
     """
-    projections = _projections_section(batch)
-    record = {
-        "schema_version": "1.0",
-        "metadata": _metadata_section(batch, extra_metadata),
-        "inputs": _inputs_section(batch, dataset),
-        "comparisons": _comparisons_section(batch),
-        "bt_fit": _bt_fit_section(batch),
-        "bt_summary": _bt_summary(batch),
-        "grade_projections": projections,
-        "validation": _validation_section(batch, run_dir, len(projections)),
-    }
+    record, comparisons = _assemble(batch, run_dir, dataset, extra_metadata)
+    record["comparisons"] = _rows(comparisons)
     validate_assessment_run(record)
     return record
 
 
-def dumps_record(record: Mapping[str, Any]) -> str:
-    """``record`` as JSON text: sections indented, each row of a row list on one line.
+def _row_lines(columns: Mapping[str, list[Any]]) -> Iterator[str]:
+    keys = list(columns)
+    for values in zip(*columns.values(), strict=True):
+        yield json.dumps(dict(zip(keys, values, strict=True)), default=str)
 
-    ``json.dumps(..., indent=2)`` runs in pure Python (the C encoder only writes compact
-    JSON) and took seconds for 40,000 comparisons; one compact line per row keeps the file
-    readable and is written by the C encoder.
+
+def _write_json(
+    out: TextIO, record: Mapping[str, Any], columns: Mapping[str, Mapping[str, list[Any]]]
+) -> None:
+    """Write ``record``: sections indented, a row list one compact row per line.
+
+    A section named in ``columns`` is written from them, row by row, whatever the record
+    holds for it: the rows of a large batch are never all in memory as dicts or as text.
     """
-    parts = []
-    for key, value in record.items():
-        if isinstance(value, list) and len(value) > _ROWS_CHECKED_WHOLE:
-            rows = ",\n    ".join(json.dumps(row, default=str) for row in value)
-            text = f"[\n    {rows}\n  ]"
+    out.write("{")
+    for index, (key, value) in enumerate(record.items()):
+        out.write(f"{',' if index else ''}\n  {json.dumps(key)}: ")
+        if key in columns:
+            lines: Iterable[str] | None = _row_lines(columns[key])
+        elif isinstance(value, list) and len(value) > _ROWS_CHECKED_WHOLE:
+            lines = (json.dumps(row, default=str) for row in value)
         else:
-            text = json.dumps(value, indent=2, default=str).replace("\n", "\n  ")
-        parts.append(f"  {json.dumps(key)}: {text}")
-    return "{\n" + ",\n".join(parts) + "\n}\n"
+            lines = None
+            out.write(json.dumps(value, indent=2, default=str).replace("\n", "\n  "))
+        if lines is not None:
+            out.write("[")
+            first = True
+            for line in lines:
+                out.write(("\n    " if first else ",\n    ") + line)
+                first = False
+            out.write("]" if first else "\n  ]")
+    out.write("\n}\n")
+
+
+def dumps_record(record: Mapping[str, Any]) -> str:
+    """``record`` as the JSON text :func:`write_assessment_run` writes.
+
+    Sections are indented and each row of a long row list is one compact line:
+    ``json.dumps(..., indent=2)`` runs in pure Python (the C encoder only writes compact
+    JSON) and took seconds for 40,000 comparisons.
+    """
+    out = io.StringIO()
+    _write_json(out, record, {})
+    return out.getvalue()
 
 
 def _write_record(
@@ -380,10 +451,13 @@ def _write_record(
     dataset: str | Path | None,
     extra_metadata: Mapping[str, Any] | None,
 ) -> Path:
-    record = build_assessment_run(batch, run_dir, dataset=dataset, extra_metadata=extra_metadata)
+    record, comparisons = _assemble(batch, run_dir, dataset, extra_metadata)
+    record["comparisons"] = _rows(comparisons, stop=1)
+    _validate(record, {"comparisons": comparisons})
     path = run_dir / EXECUTE_RECORD
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(dumps_record(record), encoding="utf-8")
+    with tmp.open("w", encoding="utf-8") as out:
+        _write_json(out, record, {"comparisons": comparisons})
     tmp.replace(path)
     return path
 
