@@ -51,7 +51,7 @@ from cjlib.stopping import (
     target_grade_certainty,
     target_reliability,
 )
-from cjlib.workflow.results import ResultWriter
+from cjlib.workflow.results import FLUSH_SIZE, ResultWriter
 from cjlib.workflow.workers import (
     STALE_AFTER_SECONDS,
     ClaimedPair,
@@ -81,6 +81,9 @@ _POLL_SECONDS = 0.2
 FATAL_ERROR_CODES = frozenset({"auth_error"})
 #: Completion reason when the cost cap stopped the run.
 MAX_COST = "max_cost"
+
+#: Requests per ``judge_many`` call of a bulk judge; its results are written in one flush.
+BULK_CHUNK = 2000
 
 #: Newton steps of the stability fit stop when no θ moves more than this.
 _FIT_TOLERANCE = 1e-4
@@ -391,10 +394,10 @@ def judge_requests(
         ``deadline`` (a ``time.monotonic()`` value) passed before every result arrived.
     """
     if hasattr(judge, "judge_many"):
-        for start in range(0, len(requests), 500):
+        for start in range(0, len(requests), BULK_CHUNK):
             if time.monotonic() >= deadline:
                 raise TimeoutError
-            for result in _judge_many(judge, requests[start : start + 500]):
+            for result in _judge_many(judge, requests[start : start + BULK_CHUNK]):
                 sink(result)
         return
     if inspect.iscoroutinefunction(getattr(judge, "ajudge", None)):
@@ -478,9 +481,12 @@ class BatchRunner:
     def run(self) -> RunOutcome:
         """Work until the batch needs finalizing (or is final); returns the reason."""
         worker = register_worker(self.engine, self.batch_id, stale_after=self.options.stale_after)
+        # A bulk judge's answers arrive a chunk at a time: one write per chunk.
+        bulk = hasattr(self.judge, "judge_many")
         writer = ResultWriter(
-            self.engine, self.batch_id, judge_id=self.judge.judge_id, on_applied=self._applied
-        )
+            self.engine, self.batch_id, judge_id=self.judge.judge_id, on_applied=self._applied,
+            flush_size=BULK_CHUNK if bulk else FLUSH_SIZE,
+        )  # fmt: skip
         judged = 0
         with Heartbeat(self.engine, worker):
             while True:
