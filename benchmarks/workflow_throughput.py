@@ -31,6 +31,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -66,21 +67,42 @@ def _database(backend: str, folder: Path) -> tuple[str, object]:
     return make_url(SERVER).set(database=name).render_as_string(hide_password=False), drop
 
 
+def _resident_mb() -> float | None:
+    """This process's resident memory now (Linux ``/proc``), or None elsewhere."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except OSError:
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 class _Phases:
-    """Wall seconds spent in the waves, the finalizer and the artefacts of ``execute_batch``.
+    """Wall seconds and peak resident memory of the waves, finalizer and artefacts.
 
     Wraps the three calls ``execute_batch`` makes (as they are looked up in
-    :mod:`cjlib.workflow.execute`) for the duration of the ``with`` block.
+    :mod:`cjlib.workflow.execute`) for the duration of the ``with`` block; a thread samples
+    the resident memory every 0.1 s and books it to the phase running.
     """
 
     def __init__(self) -> None:
         self.seconds = {"waves": 0.0, "finalize": 0.0, "artefacts": 0.0}
+        self.peak_mb = dict.fromkeys(self.seconds, 0.0)
+        self._phase: str | None = None
         self._undo: list = []
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            phase, mb = self._phase, _resident_mb()
+            if phase is not None and mb is not None:
+                self.peak_mb[phase] = max(self.peak_mb[phase], mb)
 
     def _wrap(self, owner: object, name: str, phase: str) -> None:
         original = getattr(owner, name)
 
         def timed(*args, **kwargs):
+            self._phase = phase
             start = time.perf_counter()
             try:
                 return original(*args, **kwargs)
@@ -96,9 +118,12 @@ class _Phases:
         self._wrap(execute.BatchRunner, "run", "waves")
         self._wrap(execute.BatchFinalizer, "finalize_scoring", "finalize")
         self._wrap(execute, "_write_artefacts", "artefacts")
+        self._sampler.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._sampler.join()
         for owner, name, original in reversed(self._undo):
             setattr(owner, name, original)
 
@@ -161,6 +186,7 @@ def run_case(backend: str, students: int, comparisons: int, profile: bool = Fals
         "cpu_seconds": round(cpu, 1),
         "per_second": round(done / seconds),
         **{f"{phase}_seconds": round(value, 1) for phase, value in phases.seconds.items()},
+        **{f"{phase}_peak_mb": round(value) for phase, value in phases.peak_mb.items()},
         "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "dataset_seconds": round(generated, 1),
         "report_seconds": round(report_seconds, 1),
@@ -218,7 +244,7 @@ def main() -> None:
           f"on {os.cpu_count()} CPUs")  # fmt: skip
     print(f"{'backend':<11}{'essays':>8}{'compared':>10}{'seconds':>9}{'CPU s':>8}{'per s':>8}"
           f"{'waves s':>9}{'final s':>9}{'artef s':>9}{'peak MB':>9}{'report s':>10}"
-          "  completion")  # fmt: skip
+          "  completion; peak MB in waves / finalizer / artefacts")  # fmt: skip
     for case in cases:
         row = _child(case)
         if "error" in row:
@@ -228,7 +254,9 @@ def main() -> None:
               f"{row['seconds']:>9}{row['cpu_seconds']:>8}{row['per_second']:>8}"
               f"{row['waves_seconds']:>9}{row['finalize_seconds']:>9}"
               f"{row['artefacts_seconds']:>9}{row['peak_mb']:>9}{row['report_seconds']:>10}  "
-              f"{row['completion_reason']} ({row['waves']} waves)", flush=True)  # fmt: skip
+              f"{row['completion_reason']} ({row['waves']} waves); "
+              f"{row['waves_peak_mb']} / {row['finalize_peak_mb']} / "
+              f"{row['artefacts_peak_mb']}", flush=True)  # fmt: skip
     load = os.getloadavg()
     print(f"load at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
