@@ -9,7 +9,12 @@ database, so that its peak resident memory (``ru_maxrss``) is its own. The essay
     python benchmarks/workflow_throughput.py --quick        # 2,012 essays on both backends
 
 The "report s" column times assembling the validation report and rendering its figures.
-    python benchmarks/workflow_throughput.py --profile sqlite:2000:40000   # cProfile, top 30
+    python benchmarks/workflow_throughput.py --profile sqlite:2000:40000   # cProfile, top 40
+
+Besides the end-to-end wall seconds, each row splits them into the waves (pairing, judging,
+writing results: :class:`~cjlib.workflow.runner.BatchRunner`), the finalizer (fit, split-half,
+projections) and the artefacts, and gives the process's CPU seconds over the run (the
+PostgreSQL server's own CPU is not in it).
 
 Targets (issue 13): ≥ 2,000 comparisons/s end to end on PostgreSQL at 40,000 comparisons,
 peak memory ≤ 600 MB, and 400,000 comparisons over 20,000 essays in ≤ 5 minutes.
@@ -26,6 +31,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -61,6 +67,72 @@ def _database(backend: str, folder: Path) -> tuple[str, object]:
     return make_url(SERVER).set(database=name).render_as_string(hide_password=False), drop
 
 
+def _resident_mb() -> float | None:
+    """This process's resident memory now (Linux ``/proc``), or None elsewhere."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except OSError:
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class _Phases:
+    """Wall seconds and peak resident memory of the waves, finalizer and artefacts.
+
+    Wraps the three calls ``execute_batch`` makes (as they are looked up in
+    :mod:`cjlib.workflow.execute`) for the duration of the ``with`` block; a thread samples
+    the resident memory every 0.1 s and books it to the phase running.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = {"waves": 0.0, "finalize": 0.0, "artefacts": 0.0}
+        self.peak_mb = dict.fromkeys(self.seconds, 0.0)
+        self._phase: str | None = None
+        self._undo: list = []
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            phase, mb = self._phase, _resident_mb()
+            if phase is not None and mb is not None:
+                self.peak_mb[phase] = max(self.peak_mb[phase], mb)
+
+    def _wrap(self, owner: object, name: str, phase: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            self._phase = phase
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[phase] += time.perf_counter() - start
+
+        setattr(owner, name, timed)
+        self._undo.append((owner, name, original))
+
+    def __enter__(self) -> _Phases:
+        from cjlib.workflow import execute
+
+        self._wrap(execute.BatchRunner, "run", "waves")
+        self._wrap(execute.BatchFinalizer, "finalize_scoring", "finalize")
+        self._wrap(execute, "_write_artefacts", "artefacts")
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._sampler.join()
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_case(backend: str, students: int, comparisons: int, profile: bool = False) -> dict:
     """Run one case in this process; timings exclude data set generation and migration."""
     from cjlib.datasets import generate_eng5_dataset
@@ -83,13 +155,16 @@ def run_case(backend: str, students: int, comparisons: int, profile: bool = Fals
 
                 profiler = cProfile.Profile()
                 profiler.enable()
+            cpu = _cpu_seconds()
             start = time.perf_counter()
-            result = execute_batch(
-                engine, assignment_id="bench", course_id="ENG5", batch_label="throughput",
-                max_comparisons=comparisons, dataset=dataset, seed=1,
-                output_dir=folder / "runs",
-            )  # fmt: skip
+            with _Phases() as phases:
+                result = execute_batch(
+                    engine, assignment_id="bench", course_id="ENG5", batch_label="throughput",
+                    max_comparisons=comparisons, dataset=dataset, seed=1,
+                    output_dir=folder / "runs",
+                )  # fmt: skip
             seconds = time.perf_counter() - start
+            cpu = _cpu_seconds() - cpu
             if profiler is not None:
                 import pstats
 
@@ -108,7 +183,10 @@ def run_case(backend: str, students: int, comparisons: int, profile: bool = Fals
         "waves": result.waves,
         "completion_reason": result.completion_reason,
         "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu, 1),
         "per_second": round(done / seconds),
+        **{f"{phase}_seconds": round(value, 1) for phase, value in phases.seconds.items()},
+        **{f"{phase}_peak_mb": round(value) for phase, value in phases.peak_mb.items()},
         "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "dataset_seconds": round(generated, 1),
         "report_seconds": round(report_seconds, 1),
@@ -164,17 +242,23 @@ def main() -> None:
     )
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} "
           f"on {os.cpu_count()} CPUs")  # fmt: skip
-    header = f"{'backend':<11}{'essays':>8}{'compared':>10}{'seconds':>9}{'per s':>8}{'peak MB':>9}"
-    print(header + f"{'report s':>10}  completion")
+    print(f"{'backend':<11}{'essays':>8}{'compared':>10}{'seconds':>9}{'CPU s':>8}{'per s':>8}"
+          f"{'waves s':>9}{'final s':>9}{'artef s':>9}{'peak MB':>9}{'report s':>10}"
+          "  completion; peak MB in waves / finalizer / artefacts")  # fmt: skip
     for case in cases:
         row = _child(case)
         if "error" in row:
             print(f"{row['backend']:<11}{row['essays']:>8}  failed: {row['error']}")
             continue
         print(f"{row['backend']:<11}{row['essays']:>8}{row['comparisons']:>10}"
-              f"{row['seconds']:>9}{row['per_second']:>8}{row['peak_mb']:>9}"
-              f"{row['report_seconds']:>10}  "
-              f"{row['completion_reason']} ({row['waves']} waves)", flush=True)  # fmt: skip
+              f"{row['seconds']:>9}{row['cpu_seconds']:>8}{row['per_second']:>8}"
+              f"{row['waves_seconds']:>9}{row['finalize_seconds']:>9}"
+              f"{row['artefacts_seconds']:>9}{row['peak_mb']:>9}{row['report_seconds']:>10}  "
+              f"{row['completion_reason']} ({row['waves']} waves); "
+              f"{row['waves_peak_mb']} / {row['finalize_peak_mb']} / "
+              f"{row['artefacts_peak_mb']}", flush=True)  # fmt: skip
+    load = os.getloadavg()
+    print(f"load at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
 
 if __name__ == "__main__":

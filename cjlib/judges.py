@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cjlib.errors import UsageError
-from cjlib.simulation import simulate_judgement
+from cjlib.simulation import simulate_judgement, simulate_judgements
 
 if TYPE_CHECKING:
     from cjlib.llm.audit import JudgeCall
@@ -248,14 +248,49 @@ class SimulatedJudge:
         """Decide ``requests`` in bulk: the decisions :meth:`judge` makes one by one.
 
         The batch runner calls this for judges that have it, instead of a thread per request.
+        The model is evaluated on arrays (:func:`cjlib.simulation.simulate_judgements`).
 
         Raises
         ------
         UsageError
-            As :meth:`judge`; the runner then decides the requests one by one, so that only
-            the failing ones become failed comparisons.
+            As :meth:`judge`, before any draw is made (so the repeat counters of pairs without
+            a ``draw_key`` are unchanged); the runner then decides the requests one by one, so
+            that only the failing ones become failed comparisons.
         """
-        return [self.judge(request) for request in requests]
+        for request in requests:
+            if request.essay_a_id == request.essay_b_id:
+                raise UsageError(f"essay {request.essay_a_id!r} cannot be compared with itself")
+        theta_a = [self._ability(r.essay_a_id) for r in requests]
+        theta_b = [self._ability(r.essay_b_id) for r in requests]
+        draws = simulate_judgements(
+            theta_a,
+            theta_b,
+            seed=self.seed,
+            keys=[self._draw_key(r) for r in requests],
+            discrimination=self.discrimination,
+            position_bias=self.position_bias,
+            error_rate=self.error_rate,
+            lost_rate=self.lost_rate,
+        )
+        results = []
+        for i, request in enumerate(requests):
+            cid = request.request_correlation_id
+            outcome = draws.outcome[i]
+            if outcome == "lost":
+                results.append(JudgeResult(cid, lost=True))
+            elif outcome == "error":
+                results.append(JudgeResult(cid, error_code=SIMULATED_ERROR_CODE))
+            else:
+                p_a = float(draws.p_a[i])
+                results.append(
+                    JudgeResult(
+                        cid,
+                        winner=outcome,
+                        confidence=float(draws.confidence[i]),
+                        justification=_justification(request, outcome, theta_a[i], theta_b[i], p_a),
+                    )
+                )
+        return results
 
 
 def _simulated(abilities: Mapping[str, float] | None, seed: int, **params: Any) -> Judge:

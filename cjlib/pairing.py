@@ -73,6 +73,9 @@ class PairingState:
     pair_counts: Counter = field(default_factory=Counter)
     position_a: Counter = field(default_factory=Counter)
     position_b: Counter = field(default_factory=Counter)
+    #: Meeting counts by essay index for the ids of the last wave, kept in step by
+    #: :meth:`add` / :meth:`remove` so a wave does not rebuild them from every pair so far.
+    _meetings: _Meetings | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[Hashable, Hashable]]) -> PairingState:
@@ -87,6 +90,8 @@ class PairingState:
         self.pair_counts[_pair_key(a, b)] += 1
         self.position_a[a] += 1
         self.position_b[b] += 1
+        if self._meetings is not None:
+            self._meetings.add_ids(a, b, 1)
 
     def remove(self, a: Hashable, b: Hashable) -> None:
         """Forget one pairing of ``a`` (position A) with ``b`` (position B)."""
@@ -96,10 +101,19 @@ class PairingState:
             del self.pair_counts[key]
         self.position_a[a] -= 1
         self.position_b[b] -= 1
+        if self._meetings is not None:
+            self._meetings.add_ids(a, b, -1)
 
     def comparisons(self, essay: Hashable) -> int:
         """How many pairs ``essay`` has been in."""
         return self.position_a[essay] + self.position_b[essay]
+
+    def meetings(self, ids: Sequence[Hashable]) -> _Meetings:
+        """How often each pair of ``ids`` has met, by index into ``ids`` (kept up to date)."""
+        key = tuple(ids)
+        if self._meetings is None or self._meetings.ids != key:
+            self._meetings = _Meetings(key, self)
+        return self._meetings
 
 
 def _orient(a: Hashable, b: Hashable, state: PairingState, coin: float) -> tuple:
@@ -200,33 +214,37 @@ CANDIDATE_WINDOW = 256
 class _Meetings:
     """How often each unordered pair has met: sparse, so memory grows with pairs, not n²."""
 
-    def __init__(self, ids: Sequence[Hashable], state: PairingState):
-        index = {e: k for k, e in enumerate(ids)}
+    def __init__(self, ids: tuple[Hashable, ...], state: PairingState):
+        self.ids = ids
+        self.index = {e: k for k, e in enumerate(ids)}
         self._met: dict[int, dict[int, int]] = {}
+        # Dense scratch row for :meth:`row`: all zeros between calls.
+        self._scratch = np.zeros(len(ids), dtype=np.int64)
         for (a, b), c in state.pair_counts.items():
-            if a in index and b in index:
-                self.add(index[a], index[b], c)
+            self.add_ids(a, b, c)
 
     def get(self, i: int, j: int) -> int:
         return self._met.get(i, {}).get(j, 0)
 
     def row(self, i: int, cand: np.ndarray) -> np.ndarray:
         met = self._met.get(i)
-        out = np.zeros(len(cand), dtype=np.int64)
         if not met:
-            return out
+            return np.zeros(len(cand), dtype=np.int64)
         partners = np.fromiter(met.keys(), dtype=np.int64, count=len(met))
-        times = np.fromiter(met.values(), dtype=np.int64, count=len(met))
-        sorter = np.argsort(partners)
-        partners, times = partners[sorter], times[sorter]
-        at = np.minimum(np.searchsorted(partners, cand), len(partners) - 1)
-        hit = partners[at] == cand
-        out[hit] = times[at[hit]]
+        self._scratch[partners] = np.fromiter(met.values(), dtype=np.int64, count=len(met))
+        out = self._scratch[cand]
+        self._scratch[partners] = 0
         return out
 
     def add(self, i: int, j: int, delta: int = 1) -> None:
         self._met.setdefault(i, {})[j] = self.get(i, j) + delta
         self._met.setdefault(j, {})[i] = self.get(j, i) + delta
+
+    def add_ids(self, a: Hashable, b: Hashable, delta: int) -> None:
+        """:meth:`add` by essay id; pairs with an essay outside ``ids`` are not tracked."""
+        i, j = self.index.get(a), self.index.get(b)
+        if i is not None and j is not None:
+            self.add(i, j, delta)
 
 
 def _free_candidates(order: np.ndarray, free: np.ndarray, front: int, i: int) -> np.ndarray:
@@ -250,7 +268,7 @@ def _build_wave(
     """Greedy rounds of matchings; each essay at most once per round; updates ``state``."""
     n = len(ids)
     counts = np.array([state.comparisons(e) for e in ids], dtype=np.int64)
-    met = _Meetings(ids, state)
+    met = state.meetings(ids)
     chosen: list[tuple[Hashable, Hashable]] = []
     while len(chosen) < n_pairs:
         jitter = rng.random(n)
@@ -278,17 +296,15 @@ def _build_wave(
             else:
                 # Undo (k, m) of this round and pair (i, k), (j, m): both meet less often.
                 slot, k, m = swap
-                state.remove(*chosen[slot])
-                met.add(k, m, -1)
+                state.remove(*chosen[slot])  # also takes (k, m) off ``met``
                 chosen.pop(slot)
                 round_pairs.pop(slot)
                 new = [(i, k), (j, m)]
             for x, y in new:
                 a, b = _orient(ids[x], ids[y], state, rng.random())
-                state.add(a, b)
+                state.add(a, b)  # also counts (x, y) in ``met``
                 chosen.append((a, b))
                 round_pairs.append((x, y))
-                met.add(x, y)
             free[i] = free[j] = False
             counts[i] += 1
             counts[j] += 1

@@ -16,6 +16,11 @@ callback arriving from outside, far too slow for a runner deciding thousands of 
   exactly the one call that decided it, and a replay of the batch gives the same decisions.
   (The dropped call's tokens were still spent; they stay in the judge's in-memory cost total
   of that run and are logged.)
+
+On PostgreSQL a flush is one ``UPDATE … FROM unnest(…) … RETURNING`` statement: the pending
+check, the update and the list of rows applied in a single round trip, however many results
+it carries. SQLite (in-process, no round trips) selects the pending pairs, then updates them
+with one ``executemany`` of plain values.
 """
 
 from __future__ import annotations
@@ -24,12 +29,21 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, bindparam, select, text
+from sqlalchemy.orm import Session
 
 from cjlib.db import session_scope
+from cjlib.db.bulk import timestamp_text
 from cjlib.db.judge_calls import record_judge_calls
-from cjlib.db.models import FINAL_STATES, CJComparisonPair, ComparisonWinner, utc_now
+from cjlib.db.models import (
+    FINAL_STATES,
+    CJComparisonPair,
+    ComparisonWinner,
+    UTCDateTime,
+    utc_now,
+)
 from cjlib.db.repository import lock_batch_state
 from cjlib.judges import JudgeResult
 
@@ -66,6 +80,91 @@ def _values(result: JudgeResult, judge_id: str | None) -> dict:
     if judge_id:
         values["judge_id"] = judge_id
     return values
+
+
+#: Only pairs still pending are updated; the correlation ids of those updated come back.
+_APPLY_POSTGRESQL = text(
+    """
+    UPDATE cj_comparison_pairs AS p
+    SET winner = v.winner, confidence = v.confidence, justification = v.justification,
+        error_code = v.error_code, judge_id = COALESCE(:judge_id, p.judge_id),
+        completed_at = :completed_at
+    FROM unnest(CAST(:rids AS varchar[]), CAST(:winners AS varchar[]),
+                CAST(:confidences AS float8[]), CAST(:justifications AS text[]),
+                CAST(:error_codes AS varchar[]))
+         AS v(rid, winner, confidence, justification, error_code)
+    WHERE p.cj_batch_id = :batch_id AND p.request_correlation_id = v.rid
+      AND p.winner IS NULL
+    RETURNING p.request_correlation_id
+    """
+).bindparams(bindparam("completed_at", type_=UTCDateTime()))
+
+
+def _apply_postgresql(
+    session: Session,
+    batch_id: int,
+    results: dict[str, JudgeResult],
+    judge_id: str | None,
+    now: datetime,
+) -> list[str]:
+    """Record ``results`` on the pairs still pending, in one statement; returns their ids."""
+    values = [_values(r, None) for r in results.values()]
+    return list(
+        session.execute(
+            _APPLY_POSTGRESQL,
+            {
+                "rids": list(results),
+                "winners": [v["winner"].value for v in values],
+                "confidences": [v["confidence"] for v in values],
+                "justifications": [v["justification"] for v in values],
+                "error_codes": [v["error_code"] for v in values],
+                "judge_id": judge_id or None,
+                "completed_at": now,
+                "batch_id": batch_id,
+            },
+        ).scalars()
+    )
+
+
+#: Positional update of one pair by id (SQLite's paramstyle), values as the columns store them.
+_UPDATE_SQLITE = (
+    "UPDATE cj_comparison_pairs SET winner = ?, confidence = ?, justification = ?, "
+    "error_code = ?, judge_id = COALESCE(?, judge_id), completed_at = ? WHERE id = ?"
+)
+
+
+def _apply_sqlite(
+    session: Session,
+    batch_id: int,
+    results: dict[str, JudgeResult],
+    judge_id: str | None,
+    now: datetime,
+) -> list[str]:
+    """:func:`_apply_postgresql` as a select of the pending pairs and one ``executemany``.
+
+    The update bypasses SQLAlchemy's per-row type processing (as :mod:`cjlib.db.bulk` does):
+    the enum goes in as its value and the timestamp as :func:`~cjlib.db.bulk.timestamp_text`.
+    """
+    ids = list(results)
+    pending: dict[str, int] = {}
+    for start in range(0, len(ids), _IN_CHUNK):
+        rows = session.execute(
+            select(CJComparisonPair.request_correlation_id, CJComparisonPair.id).where(
+                CJComparisonPair.cj_batch_id == batch_id,
+                CJComparisonPair.request_correlation_id.in_(ids[start : start + _IN_CHUNK]),
+                CJComparisonPair.winner.is_(None),
+            )
+        ).all()
+        pending.update({rid: pair_id for rid, pair_id in rows})
+    if pending:
+        completed_at = timestamp_text("sqlite", now)
+        params = []
+        for rid, pair_id in pending.items():
+            v = _values(results[rid], None)
+            params.append((v["winner"].value, v["confidence"], v["justification"],
+                           v["error_code"], judge_id or None, completed_at, pair_id))  # fmt: skip
+        session.connection().exec_driver_sql(_UPDATE_SQLITE, params)
+    return list(pending)
 
 
 class ResultWriter:
@@ -141,35 +240,26 @@ class ResultWriter:
                 log.warning("batch %s is final: %d results dropped as late", self.batch_id,
                             len(results))  # fmt: skip
                 return 0
-            ids = list(results)
-            pending: dict[str, int] = {}
-            for start in range(0, len(ids), _IN_CHUNK):
-                rows = session.execute(
-                    select(CJComparisonPair.request_correlation_id, CJComparisonPair.id).where(
-                        CJComparisonPair.cj_batch_id == self.batch_id,
-                        CJComparisonPair.request_correlation_id.in_(ids[start : start + _IN_CHUNK]),
-                        CJComparisonPair.winner.is_(None),
-                    )
-                ).all()
-                pending.update({rid: pair_id for rid, pair_id in rows})
-            self.counts.duplicates += len(results) - len(pending)
-            self._drop_calls(r for rid, r in results.items() if rid not in pending)
-            if not pending:
-                return 0
             now = utc_now()
-            rows = [
-                {"id": pair_id, "completed_at": now, **_values(results[rid], self.judge_id)}
-                for rid, pair_id in pending.items()
-            ]
-            session.execute(update(CJComparisonPair), rows)
-            calls = [results[rid].call for rid in pending if results[rid].call is not None]
+            apply = (
+                _apply_postgresql
+                if session.get_bind().dialect.name == "postgresql"
+                else _apply_sqlite
+            )
+            applied = apply(session, self.batch_id, results, self.judge_id, now)
+            applied_set = set(applied)
+            self.counts.duplicates += len(results) - len(applied)
+            self._drop_calls(r for rid, r in results.items() if rid not in applied_set)
+            if not applied:
+                return 0
+            calls = [results[rid].call for rid in applied if results[rid].call is not None]
             stored = record_judge_calls(session, calls)
-            failed = sum(1 for rid in pending if results[rid].winner is None)
-            state.completed_comparisons += len(pending) - failed
+            failed = sum(1 for rid in applied if results[rid].winner is None)
+            state.completed_comparisons += len(applied) - failed
             state.failed_comparisons += failed
             state.last_activity_at = now
-        self.counts.applied += len(pending)
+        self.counts.applied += len(applied)
         self.counts.calls_stored += stored
-        self.counts.decided += len(pending) - failed
+        self.counts.decided += len(applied) - failed
         self.counts.failed += failed
-        return len(pending)
+        return len(applied)

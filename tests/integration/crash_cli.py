@@ -3,6 +3,9 @@
 Usage: ``python -m tests.integration.crash_cli batch execute …`` (arguments as for ``cj``).
 The hooks wrap the real code (nothing else changes), configured by environment variables:
 
+The hooked simulated judge decides one request at a time (its bulk ``judge_many`` goes
+through the hooked ``judge``), so every hook sees every request.
+
 ``CJ_TEST_JUDGE_DELAY``
     Seconds the simulated judge sleeps per decision (results stay in flight that long).
 ``CJ_TEST_JUDGE_LOG``
@@ -59,6 +62,10 @@ def _slow_judge(self, request):
     return _judge(self, request)
 
 
+def _one_by_one(self, requests):
+    return [self.judge(request) for request in requests]
+
+
 _next_wave = BalancedPairing.next_wave
 
 
@@ -78,6 +85,7 @@ def _step_hook(self, name: str) -> None:
 
 
 SimulatedJudge.judge = _slow_judge
+SimulatedJudge.judge_many = _one_by_one
 BalancedPairing.next_wave = _next_wave_hook
 finalizer.BatchFinalizer._step = _step_hook
 

@@ -171,6 +171,8 @@ def test_a_half_done_batch_finalized_by_hand_says_interrupted(engine, monkeypatc
         return judge(self, request)
 
     monkeypatch.setattr(SimulatedJudge, "judge", slow)
+    # Its bulk path would not go through ``judge``: decide one by one, slowly.
+    monkeypatch.setattr(SimulatedJudge, "judge_many", lambda self, rs: [self.judge(r) for r in rs])
     with pytest.raises(CompletionTimeout, match="cj batch resume"):
         execute_batch(
             engine,

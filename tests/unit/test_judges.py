@@ -210,3 +210,38 @@ def test_simulated_judge_needs_abilities_and_known_parameters():
 def test_judge_result_refuses_inconsistent_fields(fields):
     with pytest.raises(ValueError):
         JudgeResult("cid", **fields)
+
+
+def _mixed_requests(n: int = 400) -> list[PairRequest]:
+    """Repeated pairs, some with draw keys, in both orders."""
+    ids = sorted(ABILITIES)
+    return [
+        _request(ids[(3 * i) % 20], ids[(3 * i + 1 + i % 5) % 20],
+                 draw_key=f"w{i}" if i % 3 else None)
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_judge_many_makes_the_decisions_judge_makes_one_by_one():
+    params = {"seed": 11, "discrimination": 1.4, "position_bias": 0.3, "error_rate": 0.1,
+              "lost_rate": 0.1}  # fmt: skip
+    requests = _mixed_requests()
+    one_by_one = SimulatedJudge(ABILITIES, **params)
+    expected = [one_by_one.judge(r) for r in requests]
+    bulk = SimulatedJudge(ABILITIES, **params)
+    got = bulk.judge_many(requests[:150]) + bulk.judge_many(requests[150:])
+    assert got == expected
+    outcomes = {(r.winner is not None, r.error_code is not None, r.lost) for r in got}
+    assert outcomes == {(True, False, False), (False, True, False), (False, False, True)}
+
+
+def test_judge_many_refuses_before_drawing_so_the_one_by_one_fallback_draws_the_same():
+    requests = _mixed_requests(40)
+    bad = [*requests[:20], _request("E01", "NOT_AN_ESSAY"), *requests[20:]]
+    judge = SimulatedJudge(ABILITIES, seed=4)
+    with pytest.raises(UsageError, match="NOT_AN_ESSAY"):
+        judge.judge_many(bad)
+    with pytest.raises(UsageError, match="compared with itself"):
+        judge.judge_many([*requests[:5], _request("E03", "E03")])
+    # The failed calls counted no repeats: what follows is what a fresh judge decides.
+    assert judge.judge_many(requests) == SimulatedJudge(ABILITIES, seed=4).judge_many(requests)

@@ -276,3 +276,28 @@ def test_an_essay_missing_from_the_estimates_is_still_paired():
         ids, 10, state, seed=1, wave=2, anchors=anchors, estimates=partial
     )
     assert "s00" in set(itertools.chain.from_iterable(wave))
+
+
+def test_waves_are_the_same_whatever_was_added_to_the_state_between_them():
+    # The state keeps its meeting counts between waves; pairs added from outside (another
+    # worker's wave, a mirrored BA pair) and a different id list must not leave them stale.
+    ids = [f"e{i:03d}" for i in range(30)]
+    kept = PairingState()
+    pairs: list = []
+    for w in range(1, 9):
+        pairs += next_wave(ids, 15, kept, seed=2, wave=w)
+        extra = (ids[w], ids[w + 7])
+        kept.add(*extra)
+        pairs.append(extra)
+        if w == 4:
+            kept.remove(*extra)
+            pairs.remove(extra)
+        probe_kept = next_wave(ids, 15, kept, seed=3, wave=200 + w)
+        probe_fresh = next_wave(ids, 15, PairingState.from_pairs(pairs), seed=3, wave=200 + w)
+        assert probe_kept == probe_fresh
+        for a, b in probe_kept:
+            kept.remove(a, b)
+    fewer = ids[10:]  # another id list (other indices): meeting counts rebuilt for it
+    assert next_wave(fewer, 10, kept, seed=5, wave=1) == next_wave(
+        fewer, 10, PairingState.from_pairs(pairs), seed=5, wave=1
+    )

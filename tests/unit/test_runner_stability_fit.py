@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from cjlib.scoring import fit_bradley_terry
-from cjlib.workflow.runner import STABILITY_ALPHA, _StabilityFit
+from cjlib.workflow.runner import STABILITY_ALPHA, _conjugate_gradient, _StabilityFit
 
 
 def _decisions(seed: int, n: int = 200, m: int = 4000):
@@ -40,3 +40,26 @@ def test_warm_started_theta_matches_a_cold_fit_and_fit_bradley_terry():
     expected = scores["theta"].reindex(ids).to_numpy()
     assert np.max(np.abs((theta - theta.mean()) - (expected - expected.mean()))) < 1e-6
     assert (fit.counts() == scores["n_comparisons"].reindex(ids).to_numpy()).all()
+
+
+def test_conjugate_gradient_solves_a_laplacian_system_to_its_tolerance():
+    from scipy.sparse import csr_matrix
+
+    rng = np.random.default_rng(5)
+    n = 300
+    a = rng.integers(0, n, 3000)
+    b = (a + rng.integers(1, n, 3000)) % n
+    weight = rng.uniform(0.05, 0.25, 3000)
+    diagonal = np.bincount(a, weight, n) + np.bincount(b, weight, n) + 0.06
+    matrix = csr_matrix(
+        (np.concatenate([-weight, -weight, diagonal]),
+         (np.concatenate([a, b, np.arange(n)]), np.concatenate([b, a, np.arange(n)]))),
+        shape=(n, n),
+    )  # fmt: skip
+    rhs = rng.normal(size=n)
+    exact = np.linalg.solve(matrix.toarray(), rhs)
+    for rtol in (1e-4, 1e-10):
+        x = _conjugate_gradient(matrix, rhs, diagonal, rtol=rtol, maxiter=1000)
+        assert np.linalg.norm(matrix @ x - rhs) <= rtol * np.linalg.norm(rhs)
+    assert np.max(np.abs(x - exact)) < 1e-8
+    assert not _conjugate_gradient(matrix, np.zeros(n), diagonal, rtol=1e-8, maxiter=10).any()
