@@ -430,7 +430,17 @@ def _value(item: Any) -> Any:
 
 
 def _frame(records: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(records, columns=list(columns))
+    return _tidy(pd.DataFrame.from_records(records, columns=list(columns)))
+
+
+def _frame_from_columns(columns: dict[str, list[Any]]) -> pd.DataFrame:
+    """The frame :func:`_frame` builds from records, from lists of column values."""
+    if not next(iter(columns.values()), []):
+        return _frame([], list(columns))
+    return _tidy(pd.DataFrame({name: pd.Series(values) for name, values in columns.items()}))
+
+
+def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     for column in frame.columns:
         if not (frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column])):
             continue
@@ -520,8 +530,12 @@ def _essays(session: Session, batch_id: int, references: Mapping[str, str]) -> p
     return _frame(records, ESSAY_COLUMNS)
 
 
+#: Rows read per round trip when streaming a batch's comparisons.
+_COMPARISON_CHUNK = 20_000
+
+
 def _comparisons(session: Session, batch_id: int) -> pd.DataFrame:
-    rows = session.execute(
+    statement = (
         select(
             CJComparisonPair.id,
             CJComparisonPair.request_correlation_id,
@@ -537,27 +551,29 @@ def _comparisons(session: Session, batch_id: int) -> pd.DataFrame:
         )
         .where(CJComparisonPair.cj_batch_id == batch_id)
         .order_by(CJComparisonPair.id)
-    ).all()
-    records = [
-        {
-            "id": pair_id,
-            "request_correlation_id": correlation,
-            "essay_a_id": a,
-            "essay_b_id": b,
-            "winner": None if winner is None else _value(winner),
-            "confidence": confidence,
-            "judge_id": judge,
-            "error_code": error,
-            "wave": meta.get("wave") if isinstance(meta, Mapping) else None,
-            "submitted_at": submitted,
-            "completed_at": completed,
-            # Imported decisions carry the judge's time from the export.
-            "seconds_taken": meta.get("seconds_taken") if isinstance(meta, Mapping) else None,
-        }
+        .execution_options(yield_per=_COMPARISON_CHUNK)
+    )
+    # Streamed into columns: a row object and a dict per comparison cost ~1.4 kB each,
+    # 570 MB at 400,000 comparisons; columns of values cost a fraction of that.
+    columns: dict[str, list[Any]] = {name: [] for name in COMPARISON_COLUMNS}
+    for partition in session.execute(statement).partitions():
         for (pair_id, correlation, a, b, winner, confidence, judge, error, meta, submitted,
-             completed) in rows
-    ]  # fmt: skip
-    return _frame(records, COMPARISON_COLUMNS)
+             completed) in partition:  # fmt: skip
+            columns["id"].append(pair_id)
+            columns["request_correlation_id"].append(correlation)
+            columns["essay_a_id"].append(a)
+            columns["essay_b_id"].append(b)
+            columns["winner"].append(None if winner is None else _value(winner))
+            columns["confidence"].append(confidence)
+            columns["judge_id"].append(judge)
+            columns["error_code"].append(error)
+            is_mapping = isinstance(meta, Mapping)
+            columns["wave"].append(meta.get("wave") if is_mapping else None)
+            columns["submitted_at"].append(submitted)
+            columns["completed_at"].append(completed)
+            # Imported decisions carry the judge's time from the export.
+            columns["seconds_taken"].append(meta.get("seconds_taken") if is_mapping else None)
+    return _frame_from_columns(columns)
 
 
 def projections_frame(session: Session, batch_id: int) -> pd.DataFrame:

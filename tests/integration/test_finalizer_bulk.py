@@ -11,6 +11,7 @@ import math
 import uuid
 from datetime import UTC, datetime
 
+import pandas as pd
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -322,3 +323,23 @@ def test_finalized_batch_matches_a_per_essay_reference(engine, dataset):
     assert by_id["zz-lonely-anchor"]["anchor_grade"] == "B"  # from its metadata
     assert by_id["zz-lonely-student"]["anchor_grade"] is None
     assert sum(p["anchor_grade"] is not None for p in published) == sum(anchor.values())
+
+
+def test_read_model_streams_comparisons_across_chunks_in_id_order(engine, monkeypatch):
+    from cjlib.db import queries
+    from cjlib.db.queries import load_batch
+
+    pairs = [("e1", "e2", A, "j1"), ("e2", "e3", B, None), ("e3", "e1", None, "j2")] * 3
+    batch = _batch(engine, ["e1", "e2", "e3"], pairs)
+    whole = load_batch(engine, batch).comparisons
+    monkeypatch.setattr(queries, "_COMPARISON_CHUNK", 2)
+    chunked = load_batch(engine, batch).comparisons
+    assert list(chunked.columns) == list(queries.COMPARISON_COLUMNS)
+    assert chunked["id"].is_monotonic_increasing and len(chunked) == len(pairs)
+    assert chunked[["essay_a_id", "essay_b_id", "judge_id"]].to_numpy().tolist() == [
+        [a, b, judge] for a, b, _, judge in pairs
+    ]
+    assert chunked["winner"].tolist() == [
+        None if winner is None else winner.value for _, _, winner, _ in pairs
+    ]
+    pd.testing.assert_frame_equal(chunked, whole)
