@@ -242,6 +242,25 @@ def backend(engine) -> str:
     return engine.dialect.name
 
 
+#: Files of the longest tests (notebook kernels, subprocesses, whole batches), started right
+#: after the wheel test so that `pytest -n N` does not end with one worker running them alone.
+LONG_FIRST = frozenset(
+    {
+        "test_pipeline.py",
+        "test_pipeline_import.py",
+        "test_batch_design.py",
+        "test_llm_batch.py",
+        "test_resume.py",
+        "test_runner_workers.py",
+    }
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The wheel test takes longest; run it first so `pytest -n 2` does not end waiting for it.
-    items.sort(key=lambda item: item.get_closest_marker("wheel") is None)
+    # The wheel test takes longest; run it first, then the files above, then the rest.
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("wheel") is None,
+            item.path.name not in LONG_FIRST,
+        )
+    )
