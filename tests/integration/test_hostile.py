@@ -23,6 +23,7 @@ import errno
 import logging
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -199,14 +200,21 @@ def sqlite_rows(path: Path) -> dict[str, int]:
         }
 
 
-@pytest.fixture
-def cj_sqlite(tmp_path) -> Path:
-    """A migrated SQLite cj database holding one completed batch (id 1)."""
-    path = tmp_path / "cj.sqlite3"
+@pytest.fixture(scope="module")
+def _cj_sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cj_sqlite") / "cj.sqlite3"
     engine = get_engine(f"sqlite:///{path}")
     upgrade(engine)
     fx.completed_batch(engine)
-    engine.dispose()
+    engine.dispose()  # the last connection closing folds the write-ahead log into the file
+    return path
+
+
+@pytest.fixture
+def cj_sqlite(_cj_sqlite_template, tmp_path) -> Path:
+    """A migrated SQLite cj database holding one completed batch (id 1), a copy of its own."""
+    path = tmp_path / "cj.sqlite3"
+    shutil.copyfile(_cj_sqlite_template, path)
     return path
 
 
