@@ -26,11 +26,24 @@ $(STAMP_DEV): pyproject.toml | $(BIN)/python
 run: $(STAMP_RUN)
 	$(BIN)/cj pipeline
 
+# pytest workers: the tests wait for PostgreSQL, subprocesses, kernels and sleeps often enough
+# that a third worker keeps two cores busy; worksteal evens out the long tests (the wheel, the
+# pipelines) instead of leaving one worker with a queue at the end.
+PYTEST_WORKERS ?= 3
+NBVAL_LOG := $(VENV)/nbval.log
+
+# The notebooks (nbval) run beside the pytest workers, not after them: their log is printed
+# once both are done, and either one failing fails `make test`.
 test: $(STAMP_DEV)
 	$(BIN)/ruff check cjlib tests benchmarks scripts
 	$(BIN)/ruff format --check cjlib tests benchmarks scripts
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
-	$(BIN)/python -m pytest -p tests.nbval_setup --nbval-lax --nbval-current-env cjlib/notebooks/
+	$(BIN)/python -m pytest -p no:cacheprovider -p tests.nbval_setup --nbval-lax \
+	    --nbval-current-env cjlib/notebooks/ > $(NBVAL_LOG) 2>&1 & nbval=$$!; \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS); status=$$?; \
+	wait $$nbval; nbval_status=$$?; \
+	echo "--- nbval: python -m pytest -p tests.nbval_setup --nbval-lax --nbval-current-env cjlib/notebooks/"; \
+	cat $(NBVAL_LOG); \
+	test $$status -eq 0 && test $$nbval_status -eq 0
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check cjlib tests benchmarks scripts

@@ -2,14 +2,22 @@
 
 PostgreSQL tests connect to ``CJ_TEST_DATABASE_URL`` (default
 ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``), create databases with unique names
-for this test session and drop them at the end. When the server cannot be reached they are
+for this test session and drop them at the end (in the background: see
+:meth:`PostgresServer.drop_all`). When the server cannot be reached they are
 skipped with a one-line reason, unless ``CJ_REQUIRE_POSTGRES=1`` (CI), where they fail.
+
+A test that needs a database of its own leases one (:meth:`PostgresServer.lease`): a database
+a finished test gave back is emptied (every schema dropped, ``public`` made again) and handed
+out instead of a new one. PostgreSQL forces a checkpoint on every ``DROP DATABASE``; with a
+database per test, dropping them at the end of a session took 60-90 s of the suite.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -39,25 +47,118 @@ def require_postgres() -> bool:
 
 
 class PostgresServer:
-    """Creates and drops throw-away databases on the test PostgreSQL server."""
+    """Creates, lends out, empties and drops throw-away databases on the test PostgreSQL server."""
 
     def __init__(self, url: str):
         self.url = make_url(url)
         self._admin = create_engine(self.url, isolation_level="AUTOCOMMIT")
         self.created: list[str] = []
+        self._free: list[str] = []
 
     def create_database(self, prefix: str = "cj_test") -> str:
+        """URL of a new empty database, kept to the end of the session."""
         name = f"{prefix}_{_SESSION_TAG}_{len(self.created)}"
         with self._admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         self.created.append(name)
+        return self._url_of(name)
+
+    def lease(self, request: pytest.FixtureRequest, prefix: str = "cj_test") -> str:
+        """URL of an empty database (no schema but an empty ``public``) for ``request``'s scope.
+
+        The database goes back to the pool when the scope of ``request`` ends (the test, or
+        the module of a module-scoped fixture); whoever leases it next gets it emptied.
+        """
+        if self._free:
+            name = self._free.pop()
+            self._empty(name)
+        else:
+            name = make_url(self.create_database(prefix)).database
+        request.addfinalizer(lambda: self._free.append(name))
+        return self._url_of(name)
+
+    def _url_of(self, name: str) -> str:
         return self.url.set(database=name).render_as_string(hide_password=False)
 
-    def drop_all(self) -> None:
+    def _empty(self, name: str) -> None:
+        # Connections a finished test left open (a killed subprocess's, an engine not
+        # disposed) would hold locks; DROP DATABASE ... WITH (FORCE) ended them the same way.
         with self._admin.connect() as conn:
-            for name in self.created:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            )
+        engine = create_engine(self._url_of(name), isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(_EMPTY_DATABASE))
+        finally:
+            engine.dispose()
+
+    def drop_all(self) -> None:
+        """Drop this session's databases, in a process of their own the session does not wait for.
+
+        Each ``DROP DATABASE`` makes the server checkpoint, writing out every page the tests
+        dirtied: 20-90 s at the end of a session on a busy machine, for nothing the tests check.
+        ``CJ_TEST_DROP_DATABASES=wait`` drops them before the session ends.
+        """
         self._admin.dispose()
+        if not self.created:
+            return
+        args = [sys.executable, "-c", _DROP_DATABASES, *self.created]
+        # The URL goes through the environment: it may hold a password.
+        env = {**os.environ, "CJ_TEST_ADMIN_URL": self.url.render_as_string(hide_password=False)}
+        if os.environ.get("CJ_TEST_DROP_DATABASES", "").strip() == "wait":
+            subprocess.run(args, env=env, check=True)
+            return
+        subprocess.Popen(
+            args,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # outlives pytest, and a Ctrl-C of it
+        )
+
+
+_DROP_DATABASES = """
+import os, sys
+from sqlalchemy import create_engine, text
+engine = create_engine(os.environ["CJ_TEST_ADMIN_URL"], isolation_level="AUTOCOMMIT")
+with engine.connect() as conn:
+    for name in sys.argv[1:]:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+engine.dispose()
+"""
+
+
+#: Back to what CREATE DATABASE gives: no schema but ``public``, owned and granted as in a new
+#: database (PostgreSQL 15 and later grant only USAGE on it; earlier versions CREATE as well).
+_EMPTY_DATABASE = """
+DO $$
+DECLARE
+    schema_name text;
+BEGIN
+    FOR schema_name IN
+        SELECT nspname FROM pg_namespace
+        WHERE nspname <> 'information_schema' AND nspname NOT LIKE 'pg\\_%'
+    LOOP
+        EXECUTE format('DROP SCHEMA %I CASCADE', schema_name);
+    END LOOP;
+    CREATE SCHEMA public;
+    COMMENT ON SCHEMA public IS 'standard public schema';
+    IF current_setting('server_version_num')::int >= 150000 THEN
+        ALTER SCHEMA public OWNER TO pg_database_owner;
+        GRANT USAGE ON SCHEMA public TO PUBLIC;
+    ELSE
+        GRANT ALL ON SCHEMA public TO PUBLIC;
+    END IF;
+END
+$$
+"""
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +183,7 @@ def empty_db_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'empty.sqlite3'}"
     server = request.getfixturevalue("postgres_server")
-    return server.create_database("cj_empty")
+    return server.lease(request, "cj_empty")
 
 
 @pytest.fixture(scope="session")
@@ -141,6 +242,25 @@ def backend(engine) -> str:
     return engine.dialect.name
 
 
+#: Files of the longest tests (notebook kernels, subprocesses, whole batches), started right
+#: after the wheel test so that `pytest -n N` does not end with one worker running them alone.
+LONG_FIRST = frozenset(
+    {
+        "test_pipeline.py",
+        "test_pipeline_import.py",
+        "test_batch_design.py",
+        "test_llm_batch.py",
+        "test_resume.py",
+        "test_runner_workers.py",
+    }
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The wheel test takes longest; run it first so `pytest -n 2` does not end waiting for it.
-    items.sort(key=lambda item: item.get_closest_marker("wheel") is None)
+    # The wheel test takes longest; run it first, then the files above, then the rest.
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("wheel") is None,
+            item.path.name not in LONG_FIRST,
+        )
+    )

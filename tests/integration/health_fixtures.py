@@ -297,12 +297,16 @@ def add_assignment_anchors(engine: Engine, assignment_id: str, count: int = 3) -
 
 
 def fresh_database_url(request, backend: str, prefix: str = "cj_health") -> str:
-    """URL of a new, migrated database of its own on ``backend`` (for module-scoped fixtures)."""
+    """URL of a migrated database of its own on ``backend`` for the scope of ``request``.
+
+    On PostgreSQL it is leased (see ``tests.conftest.PostgresServer.lease``): emptied, then
+    migrated, and given back when that scope (a test, or a module-scoped fixture's module) ends.
+    """
     if backend == "sqlite":
         path = request.getfixturevalue("tmp_path_factory").mktemp(prefix) / "cj.sqlite3"
         url = f"sqlite:///{path}"
     else:
-        url = request.getfixturevalue("postgres_server").create_database(prefix)
+        url = request.getfixturevalue("postgres_server").lease(request, prefix)
     engine = get_engine(url)
     upgrade(engine)
     engine.dispose()

@@ -1,33 +1,44 @@
 """Hostile and careless input to the real `cj` command: one line, the right exit code, no change.
 
-Every test runs the console script as a subprocess with a controlled environment (no
-``CJ_DATABASE_URL``, no ``PG*`` variables, a throw-away ``HOME``) and asserts the exit code,
-exactly one line on stderr, no traceback, and that the database is unchanged: file bytes and
-modification time (and row counts) for SQLite, tables, views and row counts for PostgreSQL.
+Every test runs ``cj`` with a controlled environment (no ``CJ_DATABASE_URL``, no ``PG*``
+variables, a throw-away ``HOME``) and asserts the exit code, exactly one line on stderr, no
+traceback, and that the database is unchanged: file bytes and modification time (and row
+counts) for SQLite, tables, views and row counts for PostgreSQL.
 
-A few cases need the CLI to call an API this branch provides (``get_engine(readonly=True)``,
-``schema_status``); they are marked ``xfail(strict=True)`` with the wiring they wait for, so
-they turn into failures, and must lose the mark, as soon as the CLI is wired.
+Most tests run ``cj`` in this process (the ``cj`` fixture: the same ``main`` the console
+script calls, with the environment replaced by the user's, the working folder changed, stdout
+and stderr captured at the file descriptors, Python's default warning filters and a warning
+log handler on stderr as ``cj`` has them, and every engine the command opened disposed as
+process exit would). Starting a Python process that imports cjlib costs about a second of CPU;
+a hundred of them were the slowest file of the suite. The tests that are about the process
+itself (libpq reading ``PG*`` variables and service files, the exit status of the console
+script, the run folder of a whole ``cj pipeline``) still start ``python -m cjlib.cli``
+(:func:`run_cj_process`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import logging
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, make_url, text
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 
+from cjlib.cli._common import console, err_console
 from cjlib.cli.main import main as cli_main
 from cjlib.datasets import load_dataset
 from cjlib.db import get_engine, upgrade
@@ -52,8 +63,8 @@ def home(tmp_path) -> Path:
     return folder
 
 
-def run_cj(*args: str, home: Path, cwd: Path | None = None, **env: str):
-    """Run ``cj ARGS`` with only the variables a user would plausibly have, plus ``env``."""
+def _user_environment(home: Path, env: dict[str, str]) -> dict[str, str]:
+    """Only the variables a user would plausibly have, plus ``env``."""
     base = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
@@ -64,14 +75,84 @@ def run_cj(*args: str, home: Path, cwd: Path | None = None, **env: str):
     }
     if "PYTHONPATH" in os.environ:  # lets the suite run against another checkout of cjlib
         base["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return {**base, **env}
+
+
+def run_cj_process(*args: str, home: Path, cwd: Path | None = None, **env: str):
+    """Run ``python -m cjlib.cli ARGS`` in a new process with the user's environment."""
     return subprocess.run(
         [*CJ, *args],
-        env={**base, **env},
+        env=_user_environment(home, env),
         cwd=cwd or home,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What a run of ``cj`` left, under the names ``subprocess.run`` gives them."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _python_default_warning_filters() -> None:
+    # What a `cj` process shows: Python's filters without -W or PYTHONWARNINGS, not pytest's.
+    warnings.resetwarnings()
+    warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning):
+        warnings.filterwarnings("ignore", category=category, append=True)
+    warnings.filterwarnings("ignore", category=ResourceWarning, append=True)
+
+
+@pytest.fixture
+def cj(monkeypatch, capfd) -> Callable[..., Finished]:
+    """Run ``cj ARGS`` in this process as :func:`run_cj_process` runs it in a new one."""
+
+    def run(*args: str, home: Path, cwd: Path | None = None, **env: str) -> Finished:
+        capfd.readouterr()
+        engines: list[Engine] = []
+
+        def opened(connection) -> None:
+            engines.append(connection.engine)
+
+        root = logging.getLogger()
+        level = root.level
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        with monkeypatch.context() as patch, warnings.catch_warnings(record=True) as caught:
+            for key in list(os.environ):
+                patch.delenv(key)
+            for key, value in _user_environment(home, env).items():
+                patch.setenv(key, value)
+            patch.chdir(cwd or home)
+            # The consoles took their width from COLUMNS when cjlib.cli was imported.
+            patch.setattr(console, "_width", 400)
+            patch.setattr(err_console, "_width", 400)
+            _python_default_warning_filters()
+            event.listen(Engine, "engine_connect", opened)
+            root.addHandler(handler)
+            root.setLevel(logging.WARNING)
+            try:
+                code = cli_main(list(args))
+            finally:
+                root.setLevel(level)
+                root.removeHandler(handler)
+                event.remove(Engine, "engine_connect", opened)
+                for engine in engines:  # as the end of the process would
+                    engine.dispose()
+        out, err = capfd.readouterr()
+        shown = "".join(
+            warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line)
+            for w in caught
+        )
+        return Finished(code, out, err + shown)
+
+    return run
 
 
 def assert_one_line(proc, code: int, *fragments: str) -> str:
@@ -91,18 +172,23 @@ def assert_one_line(proc, code: int, *fragments: str) -> str:
 
 @dataclass(frozen=True)
 class FileState:
-    data: bytes
+    """SHA-256 of the file and of its write-ahead log, and the file's modification time.
+
+    Digests, not bytes: a failed comparison of two megabytes makes pytest diff them for hours.
+    """
+
+    data: str
     mtime_ns: int
-    wal: bytes
+    wal: str
 
 
 def file_state(path: Path) -> FileState:
     wal = path.with_name(path.name + "-wal")
     return FileState(
-        # A missing and an empty write-ahead log hold the same (nothing).
-        path.read_bytes(),
+        hashlib.sha256(path.read_bytes()).hexdigest(),
         path.stat().st_mtime_ns,
-        wal.read_bytes() if wal.exists() else b"",
+        # A missing and an empty write-ahead log hold the same (nothing).
+        hashlib.sha256(wal.read_bytes() if wal.exists() else b"").hexdigest(),
     )
 
 
@@ -120,14 +206,21 @@ def sqlite_rows(path: Path) -> dict[str, int]:
         }
 
 
-@pytest.fixture
-def cj_sqlite(tmp_path) -> Path:
-    """A migrated SQLite cj database holding one completed batch (id 1)."""
-    path = tmp_path / "cj.sqlite3"
+@pytest.fixture(scope="module")
+def _cj_sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cj_sqlite") / "cj.sqlite3"
     engine = get_engine(f"sqlite:///{path}")
     upgrade(engine)
     fx.completed_batch(engine)
-    engine.dispose()
+    engine.dispose()  # the last connection closing folds the write-ahead log into the file
+    return path
+
+
+@pytest.fixture
+def cj_sqlite(_cj_sqlite_template, tmp_path) -> Path:
+    """A migrated SQLite cj database holding one completed batch (id 1), a copy of its own."""
+    path = tmp_path / "cj.sqlite3"
+    shutil.copyfile(_cj_sqlite_template, path)
     return path
 
 
@@ -164,9 +257,9 @@ def pg_state(url: str) -> dict[str, object]:
 
 
 @pytest.fixture
-def cj_postgres(postgres_server) -> str:
+def cj_postgres(postgres_server, request) -> str:
     """A migrated PostgreSQL cj database of this test's own, holding one completed batch."""
-    url = postgres_server.create_database("cj_hostile")
+    url = postgres_server.lease(request, "cj_hostile")
     engine = get_engine(url)
     upgrade(engine)
     fx.completed_batch(engine)
@@ -242,9 +335,9 @@ def remote_relay(postgres_server) -> Iterator[Relay]:
 
 
 @pytest.mark.parametrize("environment", ["prd", "live", "production-eu", "ｐｒｏｄ", "prod\u200b"])
-def test_reset_outside_the_environment_allow_list_is_refused(cj_sqlite, home, environment):
+def test_reset_outside_the_environment_allow_list_is_refused(cj, cj_sqlite, home, environment):
     before, rows = file_state(cj_sqlite), sqlite_rows(cj_sqlite)
-    proc = run_cj(
+    proc = cj(
         "db", "reset", "--yes", "--database-url", sqlite_url(cj_sqlite),
         home=home, CJ_ENVIRONMENT=environment,
     )  # fmt: skip
@@ -252,9 +345,9 @@ def test_reset_outside_the_environment_allow_list_is_refused(cj_sqlite, home, en
     assert file_state(cj_sqlite) == before and sqlite_rows(cj_sqlite) == rows
 
 
-def test_cleanup_outside_the_environment_allow_list_is_refused(cj_sqlite, home):
+def test_cleanup_outside_the_environment_allow_list_is_refused(cj, cj_sqlite, home):
     before = file_state(cj_sqlite)
-    proc = run_cj(
+    proc = cj(
         "batch", "cleanup", "1", "--database-url", sqlite_url(cj_sqlite),
         home=home, CJ_ENVIRONMENT="live",
     )  # fmt: skip
@@ -265,17 +358,19 @@ def test_cleanup_outside_the_environment_allow_list_is_refused(cj_sqlite, home):
 
 def test_reset_of_a_foreign_sqlite_file_is_refused(foreign_sqlite, home):
     before = file_state(foreign_sqlite)
-    proc = run_cj("db", "reset", "--yes", "--database-url", sqlite_url(foreign_sqlite), home=home)
+    proc = run_cj_process(
+        "db", "reset", "--yes", "--database-url", sqlite_url(foreign_sqlite), home=home
+    )
     assert_one_line(proc, 2, "is not a cj database", "--force-foreign")
     assert file_state(foreign_sqlite) == before
     assert sqlite_rows(foreign_sqlite) == {"notes": 1}
 
 
-def test_reset_of_a_file_that_is_not_sqlite_is_refused(tmp_path, home):
+def test_reset_of_a_file_that_is_not_sqlite_is_refused(cj, tmp_path, home):
     passwd = tmp_path / "passwd"
     passwd.write_text("root:x:0:0:root:/root:/bin/bash\n")
     before = file_state(passwd)
-    proc = run_cj("db", "reset", "--yes", "--database-url", sqlite_url(passwd), home=home)
+    proc = cj("db", "reset", "--yes", "--database-url", sqlite_url(passwd), home=home)
     assert_one_line(proc, 2, "is not a SQLite database file")
     assert file_state(passwd) == before
 
@@ -299,17 +394,17 @@ def test_reset_through_a_non_local_address_hidden_from_the_url_is_refused(
     else:
         env = {"PGHOSTADDR": remote_relay.host, "PGPORT": str(remote_relay.port)}
     before = pg_state(cj_postgres)
-    proc = run_cj("db", "reset", "--yes", "--database-url", url, home=home, **env)
+    proc = run_cj_process("db", "reset", "--yes", "--database-url", url, home=home, **env)
     assert_one_line(proc, 2, f"host {remote_relay.host}", "is not local")
     assert pg_state(cj_postgres) == before
 
 
 @pytest.mark.postgres
-def test_reset_naming_an_undefined_service_is_refused(cj_postgres, home):
+def test_reset_naming_an_undefined_service_is_refused(cj, cj_postgres, home):
     database = cj_postgres.rsplit("/", 1)[1]
     before = pg_state(cj_postgres)
     url = f"postgresql+psycopg://postgres@127.0.0.1/{database}?service=nowhere"
-    proc = run_cj("db", "reset", "--yes", "--database-url", url, home=home)
+    proc = cj("db", "reset", "--yes", "--database-url", url, home=home)
     assert_one_line(proc, 2, "service nowhere is not defined")
     assert pg_state(cj_postgres) == before
 
@@ -326,15 +421,15 @@ def test_reset_naming_an_undefined_service_is_refused(cj_postgres, home):
     ],
     ids=["port-notaport", "host-unclosed-bracket", "port-out-of-range"],
 )
-def test_malformed_url_is_one_line_without_the_password(home, url, fragment):
-    proc = run_cj("db", "upgrade", "--database-url", url, home=home)
+def test_malformed_url_is_one_line_without_the_password(cj, home, url, fragment):
+    proc = cj("db", "upgrade", "--database-url", url, home=home)
     assert_one_line(proc, 2, fragment)
     assert "s3cret" not in proc.stdout + proc.stderr
 
 
-def test_empty_database_url_is_an_error_not_the_default(tmp_path, home):
+def test_empty_database_url_is_an_error_not_the_default(cj, tmp_path, home):
     default = tmp_path / "env.sqlite3"
-    proc = run_cj(
+    proc = cj(
         "db", "upgrade", "--database-url", "",
         home=home, cwd=tmp_path, CJ_DATABASE_URL=sqlite_url(default),
     )  # fmt: skip
@@ -343,18 +438,16 @@ def test_empty_database_url_is_an_error_not_the_default(tmp_path, home):
 
 
 @pytest.mark.parametrize("url", ["sqlite:///", "sqlite://", "sqlite:///:memory:"])
-def test_in_memory_sqlite_is_refused(home, url):
-    proc = run_cj("db", "upgrade", "--database-url", url, home=home)
+def test_in_memory_sqlite_is_refused(cj, home, url):
+    proc = cj("db", "upgrade", "--database-url", url, home=home)
     assert_one_line(proc, 2, "is an in-memory database")
     assert not proc.stdout
 
 
-def test_tilde_is_expanded_for_the_whole_sqlite_path(tmp_path, home):
+def test_tilde_is_expanded_for_the_whole_sqlite_path(cj, tmp_path, home):
     work = tmp_path / "work"
     work.mkdir()
-    proc = run_cj(
-        "db", "upgrade", "--database-url", "sqlite:///~/cj/x.sqlite3", home=home, cwd=work
-    )
+    proc = cj("db", "upgrade", "--database-url", "sqlite:///~/cj/x.sqlite3", home=home, cwd=work)
     assert proc.returncode == 0, proc.stderr
     assert (home / "cj" / "x.sqlite3").is_file()
     assert list(work.iterdir()) == []  # no literal "~" folder beside the command
@@ -363,9 +456,9 @@ def test_tilde_is_expanded_for_the_whole_sqlite_path(tmp_path, home):
 # --- 3. read-only commands and damaged schemas ----------------------------------------------
 
 
-def test_health_on_a_foreign_file_says_so_and_leaves_it_alone(foreign_sqlite, home):
+def test_health_on_a_foreign_file_says_so_and_leaves_it_alone(cj, foreign_sqlite, home):
     before = file_state(foreign_sqlite)
-    proc = run_cj("health", "--database-url", sqlite_url(foreign_sqlite), home=home)
+    proc = cj("health", "--database-url", sqlite_url(foreign_sqlite), home=home)
     assert_one_line(proc, 2, "is not a cj database (it holds notes)")
     assert file_state(foreign_sqlite) == before  # no switch to WAL either
     with sqlite3.connect(foreign_sqlite) as conn:
@@ -373,17 +466,17 @@ def test_health_on_a_foreign_file_says_so_and_leaves_it_alone(foreign_sqlite, ho
     conn.close()
 
 
-def test_upgrade_refuses_to_add_cj_tables_to_a_foreign_file(foreign_sqlite, home):
+def test_upgrade_refuses_to_add_cj_tables_to_a_foreign_file(cj, foreign_sqlite, home):
     before = file_state(foreign_sqlite)
-    proc = run_cj("db", "upgrade", "--database-url", sqlite_url(foreign_sqlite), home=home)
+    proc = cj("db", "upgrade", "--database-url", sqlite_url(foreign_sqlite), home=home)
     assert_one_line(proc, 2, "is not a cj database", "refusing to add cj tables")
     assert file_state(foreign_sqlite) == before
     assert sqlite_rows(foreign_sqlite) == {"notes": 1}
 
 
-def test_db_current_calls_a_foreign_file_not_a_cj_database(foreign_sqlite, home):
+def test_db_current_calls_a_foreign_file_not_a_cj_database(cj, foreign_sqlite, home):
     before = file_state(foreign_sqlite)
-    proc = run_cj("db", "current", "--database-url", sqlite_url(foreign_sqlite), home=home)
+    proc = cj("db", "current", "--database-url", sqlite_url(foreign_sqlite), home=home)
     assert proc.returncode == 1 and not proc.stderr, proc.stdout + proc.stderr
     assert proc.stdout.strip().splitlines() == [
         f"database {sqlite_url(foreign_sqlite)} is not a cj database (it holds notes): check "
@@ -393,9 +486,9 @@ def test_db_current_calls_a_foreign_file_not_a_cj_database(foreign_sqlite, home)
 
 
 @pytest.mark.parametrize("command", [["db", "current"], ["health"], ["batch", "inspect", "1"]])
-def test_read_only_commands_on_a_missing_path_create_nothing(tmp_path, home, command):
+def test_read_only_commands_on_a_missing_path_create_nothing(cj, tmp_path, home, command):
     missing = tmp_path / "nowhere" / "cj.sqlite3"
-    proc = run_cj(*command, "--database-url", sqlite_url(missing), home=home)
+    proc = cj(*command, "--database-url", sqlite_url(missing), home=home)
     assert_one_line(proc, 2, f"database file {missing} does not exist")
     assert not missing.parent.exists()
 
@@ -421,14 +514,14 @@ def cj_url(request) -> str:
     return request.getfixturevalue("cj_postgres")
 
 
-def test_dropped_view_is_named_by_health_and_recreated_by_upgrade(cj_url, home):
+def test_dropped_view_is_named_by_health_and_recreated_by_upgrade(cj, cj_url, home):
     _drop_view(cj_url)
-    proc = run_cj("health", "--database-url", cj_url, home=home)
+    proc = cj("health", "--database-url", cj_url, home=home)
     assert_one_line(proc, 2, "view cj_batch_health is missing: run `cj db upgrade`")
-    proc = run_cj("db", "current", "--database-url", cj_url, home=home)
+    proc = cj("db", "current", "--database-url", cj_url, home=home)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "view cj_batch_health is missing: run `cj db upgrade`" in proc.stdout
-    proc = run_cj("db", "upgrade", "--database-url", cj_url, home=home)
+    proc = cj("db", "upgrade", "--database-url", cj_url, home=home)
     assert proc.returncode == 0, proc.stderr
     state = pg_state(cj_url) if cj_url.startswith("postgresql") else None
     engine = create_engine(cj_url)
@@ -437,19 +530,19 @@ def test_dropped_view_is_named_by_health_and_recreated_by_upgrade(cj_url, home):
         assert conn.execute(text("SELECT count(*) FROM cj_batch_health")).scalar_one() == 1
     engine.dispose()
     assert state is None or state["rows"]["cj_batch_uploads"] == 1
-    assert run_cj("health", "--database-url", cj_url, home=home).returncode == 0
-    current = run_cj("db", "current", "--database-url", cj_url, home=home)
+    assert cj("health", "--database-url", cj_url, home=home).returncode == 0
+    current = cj("db", "current", "--database-url", cj_url, home=home)
     assert current.returncode == 0 and "(up to date)" in current.stdout, current.stdout
 
 
-def test_upgrade_of_a_database_at_an_unknown_revision_is_one_line(cj_url, home):
+def test_upgrade_of_a_database_at_an_unknown_revision_is_one_line(cj, cj_url, home):
     _set_revision(cj_url, "0099")
     if cj_url.startswith("sqlite"):
         path = Path(cj_url.removeprefix("sqlite:///"))
         before: object = (file_state(path), sqlite_rows(path))
     else:
         before = pg_state(cj_url)
-    proc = run_cj("db", "upgrade", "--database-url", cj_url, home=home)
+    proc = cj("db", "upgrade", "--database-url", cj_url, home=home)
     assert_one_line(proc, 2, "revision 0099 that this cjlib does not know", "newer cjlib")
     after = (
         (file_state(path), sqlite_rows(path)) if cj_url.startswith("sqlite") else pg_state(cj_url)
@@ -474,10 +567,10 @@ def immutable(cj_sqlite) -> Iterator[Path]:
         subprocess.run(["chattr", "-i", str(cj_sqlite)], check=True)
 
 
-def test_writing_to_a_read_only_sqlite_file_is_one_line(immutable, tmp_path, home):
+def test_writing_to_a_read_only_sqlite_file_is_one_line(cj, immutable, tmp_path, home):
     dataset = make_dataset(tmp_path)
     before = file_state(immutable)
-    proc = run_cj(
+    proc = cj(
         "anchors", "register", "--assignment-id", "ro", "--course-id", "ENG5",
         "--dataset", str(dataset), "--database-url", sqlite_url(immutable), home=home,
     )  # fmt: skip
@@ -526,13 +619,13 @@ def _point_outside(folder: Path, secret: Path, how: str) -> str:
 
 
 @pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink", "anchor-dotdot"])
-def test_data_set_files_outside_the_folder_are_refused(cj_sqlite, tmp_path, home, how):
+def test_data_set_files_outside_the_folder_are_refused(cj, cj_sqlite, tmp_path, home, how):
     dataset = make_dataset(tmp_path)
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP SECRET: " + ESSAY)
     fragment = _point_outside(dataset, secret, how)
     before = sqlite_rows(cj_sqlite)
-    proc = run_cj(
+    proc = cj(
         "anchors", "register", "--assignment-id", "hostile", "--course-id", "ENG5",
         "--dataset", str(dataset), "--database-url", sqlite_url(cj_sqlite), home=home,
     )  # fmt: skip
@@ -541,11 +634,11 @@ def test_data_set_files_outside_the_folder_are_refused(cj_sqlite, tmp_path, home
     assert sqlite_rows(cj_sqlite) == before
 
 
-def test_a_file_given_as_data_set_is_not_a_folder(cj_sqlite, tmp_path, home):
+def test_a_file_given_as_data_set_is_not_a_folder(cj, cj_sqlite, tmp_path, home):
     passwd = tmp_path / "passwd"
     passwd.write_text("root:x:0:0:root:/root:/bin/bash\n")
     before = sqlite_rows(cj_sqlite)
-    proc = run_cj(
+    proc = cj(
         "anchors", "register", "--assignment-id", "hostile", "--course-id", "ENG5",
         "--dataset", str(passwd), "--database-url", sqlite_url(cj_sqlite), home=home,
     )  # fmt: skip
@@ -572,19 +665,21 @@ def test_fingerprints_see_a_change(cj_sqlite):
 
 
 @pytest.mark.postgres
-def test_cleanup_of_an_id_beyond_the_integer_column_is_not_found(cj_postgres, home):
+def test_cleanup_of_an_id_beyond_the_integer_column_is_not_found(cj, cj_postgres, home):
     before = pg_state(cj_postgres)
-    proc = run_cj("batch", "cleanup", "3000000000", "--database-url", cj_postgres, home=home)
+    proc = cj("batch", "cleanup", "3000000000", "--database-url", cj_postgres, home=home)
     assert_one_line(proc, 1, "no CJ batch with id 3000000000")
     assert pg_state(cj_postgres) == before
 
 
-def test_an_essay_with_a_nul_byte_is_refused_before_anything_is_written(cj_sqlite, tmp_path, home):
+def test_an_essay_with_a_nul_byte_is_refused_before_anything_is_written(
+    cj, cj_sqlite, tmp_path, home
+):
     # SQLite would store it and PostgreSQL refuse it; both must refuse it, before writing.
     dataset = make_dataset(tmp_path)
     (dataset / "students" / "S2.txt").write_bytes(b"An essay\x00with a NUL byte. " * 20)
     before = sqlite_rows(cj_sqlite)
-    proc = run_cj(
+    proc = cj(
         "anchors", "register", "--assignment-id", "nul", "--course-id", "ENG5",
         "--dataset", str(dataset), "--database-url", sqlite_url(cj_sqlite), home=home,
     )  # fmt: skip
@@ -672,7 +767,7 @@ EXECUTE_REFUSALS = [
     ids=[f"{next(iter(o))}={next(iter(o.values()))[:12]}" for o, _ in EXECUTE_REFUSALS],
 )
 def test_execute_refuses_bad_options_before_writing(
-    registered, tmp_path, home, unwritable_dir, override, fragment
+    cj, registered, tmp_path, home, unwritable_dir, override, fragment
 ):
     url, dataset = registered
     a_file = tmp_path / "a_file"
@@ -684,18 +779,18 @@ def test_execute_refuses_bad_options_before_writing(
     }
     before = db_state(url)
     args = execute_args(url, dataset, out, **override)
-    proc = run_cj(*args, "--await-completion", home=home)
+    proc = cj(*args, "--await-completion", home=home)
     assert_one_line(proc, 2, fragment)
     assert db_state(url) == before
     assert not out.exists() and list(unwritable_dir.iterdir()) == []
     assert a_file.read_text() == "not a folder\n"
 
 
-def test_execute_with_valid_options_writes_a_batch(registered, tmp_path, home):
+def test_execute_with_valid_options_writes_a_batch(cj, registered, tmp_path, home):
     # The control for the refusals above: the same base options run a batch.
     url, dataset = registered
     out = tmp_path / "out"
-    proc = run_cj(*execute_args(url, dataset, out), home=home)
+    proc = cj(*execute_args(url, dataset, out), home=home)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run_dir,) = out.iterdir()
     assert (run_dir / "assessment_run.execute.json").is_file()
@@ -726,7 +821,7 @@ def test_a_nul_byte_in_a_label_is_refused_on_both_backends(registered, tmp_path)
     ids=["too-long", "nul"],
 )
 def test_essay_ids_that_do_not_fit_are_refused_on_both_backends(
-    registered, tmp_path, home, essay_id, fragment
+    cj, registered, tmp_path, home, essay_id, fragment
 ):
     url, dataset = registered
     listing = dataset / "students.csv"
@@ -735,7 +830,7 @@ def test_essay_ids_that_do_not_fit_are_refused_on_both_backends(
     lines[2] = f"{essay_id},{file}"
     listing.write_text("\n".join(lines) + "\n")
     before = db_state(url)
-    proc = run_cj(*execute_args(url, dataset, tmp_path / "out"), home=home)
+    proc = cj(*execute_args(url, dataset, tmp_path / "out"), home=home)
     assert_one_line(proc, 2, fragment)
     assert db_state(url) == before
     assert not (tmp_path / "out").exists()
@@ -745,7 +840,7 @@ def test_essay_ids_that_do_not_fit_are_refused_on_both_backends(
 
 
 def test_failed_artefacts_leave_the_batch_and_say_how_to_write_them_again(
-    registered, tmp_path, home, monkeypatch, capsys
+    cj, registered, tmp_path, home, monkeypatch
 ):
     url, dataset = registered
     out = tmp_path / "out"
@@ -754,9 +849,12 @@ def test_failed_artefacts_leave_the_batch_and_say_how_to_write_them_again(
         raise OSError(errno.ENOSPC, "No space left on device", str(out / "x.json"))
 
     monkeypatch.setattr(artefacts_module, "write_execute_artefacts", disk_full)
-    code = cli_main(execute_args(url, dataset, out, batch_label="disk-full"))
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1
+    # Through `cj`, which closes the command's connections as its end would: a connection
+    # left open (and garbage-collected later) would fold the write-ahead log into the file
+    # between the two fingerprints below.
+    proc = cj(*execute_args(url, dataset, out, batch_label="disk-full"), home=home)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1
     assert len(err) == 1, err
     batch_id = _batch_id_of(url, "disk-full")
     assert f"batch {batch_id} is complete in the database" in err[0]
@@ -772,13 +870,13 @@ def test_failed_artefacts_leave_the_batch_and_say_how_to_write_them_again(
     monkeypatch.undo()
 
     before = db_state(url)
-    first = run_cj("batch", "artefacts", str(batch_id), "--output-dir", str(out),
+    first = cj("batch", "artefacts", str(batch_id), "--output-dir", str(out),
                    "--database-url", url, home=home)  # fmt: skip
     assert first.returncode == 0, first.stdout + first.stderr
     (run_dir,) = out.iterdir()
     written = sorted(p.name for p in run_dir.iterdir())
     assert {"assessment_run.execute.json", "grade_projections.csv"} <= set(written)
-    again = run_cj("batch", "artefacts", str(batch_id), "--output-dir", str(out),
+    again = cj("batch", "artefacts", str(batch_id), "--output-dir", str(out),
                    "--database-url", url, home=home)  # fmt: skip
     assert again.returncode == 0, again.stdout + again.stderr
     assert list(out.iterdir()) == [run_dir]  # idempotent: the same folder, the same files
@@ -796,12 +894,12 @@ def _batch_id_of(url: str, label: str) -> int:
     return int(found)
 
 
-def test_artefacts_of_a_missing_batch_or_to_a_file_are_one_line(cj_sqlite, tmp_path, home):
+def test_artefacts_of_a_missing_batch_or_to_a_file_are_one_line(cj, cj_sqlite, tmp_path, home):
     url, before = sqlite_url(cj_sqlite), db_state(sqlite_url(cj_sqlite))
-    proc = run_cj("batch", "artefacts", "42", "--output-dir", str(tmp_path / "o"),
+    proc = cj("batch", "artefacts", "42", "--output-dir", str(tmp_path / "o"),
                   "--database-url", url, home=home)  # fmt: skip
     assert_one_line(proc, 1, "no CJ batch with id 42")
-    proc = run_cj("batch", "artefacts", "1", "--output-dir", "/etc/passwd",
+    proc = cj("batch", "artefacts", "1", "--output-dir", "/etc/passwd",
                   "--database-url", url, home=home)  # fmt: skip
     assert_one_line(proc, 2, "--output-dir /etc/passwd is not a folder")
     assert db_state(url) == before and not (tmp_path / "o").exists()
@@ -813,26 +911,24 @@ HOSTILE_LABELS = ["[/oops]", "<script>alert(9)</script>", "[bold red]x[/]"]
 
 
 @pytest.mark.parametrize("label", HOSTILE_LABELS)
-def test_labels_with_markup_print_literally(registered, tmp_path, home, label):
+def test_labels_with_markup_print_literally(cj, registered, tmp_path, home, label):
     url, dataset = registered
-    proc = run_cj(*execute_args(url, dataset, tmp_path / "out", batch_label=label), home=home)
+    proc = cj(*execute_args(url, dataset, tmp_path / "out", batch_label=label), home=home)
     assert "Traceback" not in proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert label in proc.stdout
     batch_id = _batch_id_of(url, label)
-    shown = run_cj("batch", "inspect", str(batch_id), "--database-url", url, home=home)
+    shown = cj("batch", "inspect", str(batch_id), "--database-url", url, home=home)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert label in shown.stdout
 
 
-def test_health_prints_labels_literally_and_seconds_in_the_detail(cj_sqlite, home):
+def test_health_prints_labels_literally_and_seconds_in_the_detail(cj, cj_sqlite, home):
     engine = get_engine(sqlite_url(cj_sqlite))
     fx.quiet_batch(engine, label="[/oops] <script>", idle_seconds=5)
     engine.dispose()
     before = db_state(sqlite_url(cj_sqlite))
-    proc = run_cj(
-        "health", "--stalled-after", "1s", "--database-url", sqlite_url(cj_sqlite), home=home
-    )
+    proc = cj("health", "--stalled-after", "1s", "--database-url", sqlite_url(cj_sqlite), home=home)
     assert "Traceback" not in proc.stdout + proc.stderr
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "[/oops] <script>" in proc.stdout
@@ -844,17 +940,17 @@ def test_health_prints_labels_literally_and_seconds_in_the_detail(cj_sqlite, hom
 # --- 8. ids beyond the columns ------------------------------------------------------------
 
 
-def test_inspect_of_an_id_beyond_the_column_is_not_found(cj_url, home):
+def test_inspect_of_an_id_beyond_the_column_is_not_found(cj, cj_url, home):
     before = db_state(cj_url)
-    proc = run_cj("batch", "inspect", "9223372036854775807", "--database-url", cj_url, home=home)
+    proc = cj("batch", "inspect", "9223372036854775807", "--database-url", cj_url, home=home)
     assert_one_line(proc, 1, "no CJ batch with id 9223372036854775807")
     assert db_state(cj_url) == before
 
 
-def test_cleanup_of_an_id_beyond_the_column_is_not_found_on_sqlite_too(cj_sqlite, home):
+def test_cleanup_of_an_id_beyond_the_column_is_not_found_on_sqlite_too(cj, cj_sqlite, home):
     url = sqlite_url(cj_sqlite)
     before = db_state(url)
-    proc = run_cj("batch", "cleanup", "3000000000", "--database-url", url, home=home)
+    proc = cj("batch", "cleanup", "3000000000", "--database-url", url, home=home)
     assert_one_line(proc, 1, "no CJ batch with id 3000000000")
     assert db_state(url) == before
 
@@ -862,9 +958,9 @@ def test_cleanup_of_an_id_beyond_the_column_is_not_found_on_sqlite_too(cj_sqlite
 # --- 9. cj pipeline -----------------------------------------------------------------------
 
 
-def test_pipeline_with_an_unreachable_database_exits_2_before_any_kernel(tmp_path, home):
+def test_pipeline_with_an_unreachable_database_exits_2_before_any_kernel(cj, tmp_path, home):
     out = tmp_path / "runs"
-    proc = run_cj(
+    proc = cj(
         "pipeline", "--database-url", "postgresql+psycopg://cj:s3cret@127.0.0.1:1/cj",
         "--output-dir", str(out), home=home,
     )  # fmt: skip
@@ -884,9 +980,9 @@ def test_pipeline_with_an_unreachable_database_exits_2_before_any_kernel(tmp_pat
     ],
     ids=["run_dir", "max_comparisons", "seed", "batch_label"],
 )  # fmt: skip
-def test_pipeline_names_bad_p_parameters_as_given(tmp_path, home, parameter, fragment):
+def test_pipeline_names_bad_p_parameters_as_given(cj, tmp_path, home, parameter, fragment):
     out, db = tmp_path / "runs", tmp_path / "cj.sqlite3"
-    proc = run_cj(
+    proc = cj(
         "pipeline", "--database-url", sqlite_url(db), "--output-dir", str(out), "-p", parameter,
         home=home,
     )  # fmt: skip
@@ -896,13 +992,15 @@ def test_pipeline_names_bad_p_parameters_as_given(tmp_path, home, parameter, fra
 
 
 @pytest.mark.postgres
-def test_pipeline_run_folder_never_holds_the_database_password(postgres_server, tmp_path, home):
+def test_pipeline_run_folder_never_holds_the_database_password(
+    postgres_server, request, tmp_path, home
+):
     # Trust authentication ignores the password, so any one will do; it must appear nowhere.
     password = "Pw-9f3b1c-never-written"
-    url = make_url(postgres_server.create_database("cj_secret")).set(password=password)
+    url = make_url(postgres_server.lease(request, "cj_secret")).set(password=password)
     real = url.render_as_string(hide_password=False)
     out = tmp_path / "runs"
-    proc = run_cj(
+    proc = run_cj_process(
         "pipeline", "--database-url", real, "--output-dir", str(out), "--max-comparisons", "40",
         home=home,
     )  # fmt: skip
@@ -930,12 +1028,12 @@ def test_pipeline_run_folder_never_holds_the_database_password(postgres_server, 
     ids=["long-assignment", "empty-course"],
 )
 def test_anchor_registration_refuses_ids_that_do_not_fit(
-    cj_url, tmp_path, home, option, value, fragment
+    cj, cj_url, tmp_path, home, option, value, fragment
 ):
     dataset = make_dataset(tmp_path)
     options = {"--assignment-id": "fits", "--course-id": "ENG5", option: value}
     before = db_state(cj_url)
-    proc = run_cj(
+    proc = cj(
         "anchors", "register", *[part for item in options.items() for part in item],
         "--dataset", str(dataset), "--database-url", cj_url, home=home,
     )  # fmt: skip
@@ -943,10 +1041,10 @@ def test_anchor_registration_refuses_ids_that_do_not_fit(
     assert db_state(cj_url) == before
 
 
-def test_force_foreign_reaches_upgrade_and_reset(foreign_sqlite, tmp_path, home):
+def test_force_foreign_reaches_upgrade_and_reset(cj, foreign_sqlite, tmp_path, home):
     # The refusals above are overridden only by the flag, and the flag reaches the domain.
     url = sqlite_url(foreign_sqlite)
-    proc = run_cj("db", "reset", "--yes", "--force-foreign", "--database-url", url, home=home)
+    proc = cj("db", "reset", "--yes", "--force-foreign", "--database-url", url, home=home)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = sqlite_rows(foreign_sqlite)
     assert "notes" not in rows and rows["cj_batch_uploads"] == 0
@@ -955,7 +1053,7 @@ def test_force_foreign_reaches_upgrade_and_reset(foreign_sqlite, tmp_path, home)
         conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
         conn.execute("INSERT INTO notes (body) VALUES ('keep me')")
     conn.close()
-    proc = run_cj("db", "upgrade", "--force-foreign", "--database-url", sqlite_url(other),
+    proc = cj("db", "upgrade", "--force-foreign", "--database-url", sqlite_url(other),
                   home=home)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = sqlite_rows(other)

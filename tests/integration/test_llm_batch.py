@@ -11,6 +11,7 @@ a rejected key stops the run in one line.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from cjlib.db.judge_calls import judge_call_summary, judge_calls_frame
 from cjlib.db.models import Base
 from cjlib.errors import UsageError
 from cjlib.llm.orders import order_agreement
+from cjlib.llm.settings import LLMConfig
 from cjlib.package_data import sample_dataset_dir
 from cjlib.pipeline import REPORT_HTML, execute_notebook, export_report
 from cjlib.testing.llm_server import BROKEN_KINDS, Faults, running_llm_server, text_key
@@ -70,6 +72,21 @@ def llm_env(monkeypatch):
     monkeypatch.setenv("CJ_LLM_API_KEY", KEY)
     monkeypatch.delenv("CJ_LLM_BASE_URL", raising=False)
     monkeypatch.delenv("CJ_LLM_MODEL", raising=False)
+
+
+@pytest.fixture
+def short_backoff(monkeypatch):
+    """Backoff from 10 ms instead of 1 s before retrying a 500 (the 429s say wait 0 s).
+
+    Here the retries are counted; how long they wait is unit-tested (test_llm_judge.py). At
+    1 s the waits were most of this test's 16 s.
+    """
+    policy = LLMConfig.retry_policy
+
+    def short(self):
+        return dataclasses.replace(policy(self), base_s=0.01)
+
+    monkeypatch.setattr(LLMConfig, "retry_policy", short)
 
 
 def _registered(url: str):
@@ -161,7 +178,7 @@ def _text_pair(texts, pair) -> tuple[str, str]:
 
 
 def test_llm_batch_with_429s_and_500s_completes_and_leaks_no_key(
-    db_url, llm_env, texts, truth_by_text, tmp_path, capsys, caplog
+    db_url, llm_env, short_backoff, texts, truth_by_text, tmp_path, capsys, caplog
 ):
     caplog.set_level(logging.DEBUG)
     engine = _registered(db_url)

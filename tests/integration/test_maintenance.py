@@ -297,8 +297,8 @@ def test_cli_reset_with_yes_empties_a_sqlite_database(development, tmp_path, cap
 
 
 @pytest.fixture
-def local_postgres(postgres_server) -> str:
-    url = postgres_server.create_database("cj_guard")
+def local_postgres(postgres_server, request) -> str:
+    url = postgres_server.lease(request, "cj_guard")
     engine = get_engine(url)
     upgrade(engine)
     engine.dispose()
@@ -336,8 +336,10 @@ def test_guard_refuses_when_the_server_answers_on_a_non_loopback_address(
 
 
 @pytest.mark.postgres
-def test_reset_of_a_foreign_postgres_database_needs_force_foreign(development, postgres_server):
-    url = postgres_server.create_database("cj_foreign")
+def test_reset_of_a_foreign_postgres_database_needs_force_foreign(
+    development, postgres_server, request
+):
+    url = postgres_server.lease(request, "cj_foreign")
     engine = get_engine(url)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE invoices (id integer)"))

@@ -1,20 +1,18 @@
 """Crash safety for real: ``cj batch execute`` killed with SIGKILL, then ``cj batch resume``.
 
-Each test runs the CLI in a subprocess (through :mod:`tests.integration.crash_cli`, which
-only adds a per-decision delay, a log of the correlation ids the judge was sent, and a pause
-at a chosen point), kills it there, checks the health view flags the dead batch as stalled,
-resumes it with ``cj batch resume`` and checks the batch's books: it completed, no pair has
-two results, counters equal rows, every transition is recorded and allowed, nothing pending.
-The killed worker is recognised as dead by its pid on this host, so nothing waits 30 s.
-"""
+Each test runs the CLI in a process of its own (:func:`tests.integration.crash_cli.start`
+forks it from a server that imported cjlib once; the module only adds a per-decision delay,
+a log of the correlation ids the judge was sent, and a pause at a chosen point), kills it
+there, checks the health view flags the dead batch as stalled, resumes it with
+``cj batch resume`` and checks the batch's books: it completed, no pair has two results,
+counters equal rows, every transition is recorded and allowed, nothing pending. The killed
+worker is recognised as dead by its pid on this host, so nothing waits 30 s."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from cjlib.db.repository import ALLOWED_TRANSITIONS
 from cjlib.diagnostics import HealthThresholds, batch_health, inspect_batch
 from cjlib.package_data import sample_dataset_dir
 from cjlib.workflow import register_anchors
+from tests.integration import crash_cli
 from tests.integration.workflow_helpers import count, rows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +42,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tests.integration.crash_cli", *args]
+    return list(args)
 
 
 def _register(engine) -> None:
@@ -79,7 +78,7 @@ def _start_and_kill(url: str, tmp_path: Path, pause_at: str, log: Path) -> int:
     """Start ``cj batch execute``, SIGKILL it once it reached ``pause_at``; the batch id."""
     marks = tmp_path / f"marks_{pause_at.replace(':', '_')}"
     marks.mkdir()
-    proc = subprocess.Popen(
+    proc = crash_cli.start(
         _execute_args(url, tmp_path),
         env=_env(
             CJ_TEST_PAUSE_AT=pause_at,
@@ -88,9 +87,6 @@ def _start_and_kill(url: str, tmp_path: Path, pause_at: str, log: Path) -> int:
             CJ_TEST_JUDGE_LOG=str(log),
         ),
         cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -98,7 +94,7 @@ def _start_and_kill(url: str, tmp_path: Path, pause_at: str, log: Path) -> int:
             if proc.poll() is not None:
                 pytest.fail(
                     f"execute ended ({proc.returncode}) before {pause_at}: "
-                    f"{proc.stderr.read()[-2000:]}"
+                    f"{proc.output()[1][-2000:]}"
                 )
             if time.monotonic() > deadline:
                 pytest.fail(f"execute did not reach {pause_at} within 60 s")
@@ -107,9 +103,7 @@ def _start_and_kill(url: str, tmp_path: Path, pause_at: str, log: Path) -> int:
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.wait(timeout=30)
-        proc.stdout.close()
-        proc.stderr.close()
+        proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     engine = get_engine(url)
     try:
@@ -123,7 +117,7 @@ def _resume(
     url: str, batch_id: int, tmp_path: Path, log: Path | None = None, *extra: str, **env_extra
 ):
     env = _env(**({"CJ_TEST_JUDGE_LOG": str(log)} if log else {}), **env_extra)
-    return subprocess.Popen(
+    return crash_cli.start(
         _cli(
             "batch",
             "resume",
@@ -139,13 +133,10 @@ def _resume(
         ),
         env=env,
         cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
 
 
-def _finish(proc: subprocess.Popen) -> tuple[int, str, str]:
+def _finish(proc: crash_cli.CliProcess) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=120)
     return proc.returncode, out, err
 
