@@ -47,7 +47,7 @@ _MARK_DIR: str | None = None
 
 
 def _configure() -> None:
-    """Read the hooks' settings from the environment (at import, and in a forked child)."""
+    """Read the hooks' settings from the environment (in the ``cj`` process)."""
     global _DELAY, _LOG, _PAUSE_KIND, _PAUSE_ARG, _MARK_DIR, _judged
     _DELAY = float(os.environ.get("CJ_TEST_JUDGE_DELAY") or 0.0)
     _LOG = os.environ.get("CJ_TEST_JUDGE_LOG")
@@ -102,11 +102,13 @@ def _step_hook(self, name: str) -> None:
     _step(self, name)
 
 
-SimulatedJudge.judge = _slow_judge
-SimulatedJudge.judge_many = _one_by_one
-BalancedPairing.next_wave = _next_wave_hook
-finalizer.BatchFinalizer._step = _step_hook
-_configure()
+def _install_hooks() -> None:
+    """Patch the hooks in: only in the ``cj`` process, never in a test process that imports
+    this module to start one (the patched classes would change every later test there)."""
+    SimulatedJudge.judge = _slow_judge
+    SimulatedJudge.judge_many = _one_by_one
+    BalancedPairing.next_wave = _next_wave_hook
+    finalizer.BatchFinalizer._step = _step_hook
 
 
 # --- forked from a server that has imported all of the above ---------------------------------
@@ -123,6 +125,7 @@ def _child(argv: list[str], env: dict[str, str], cwd: str, out: str, err: str) -
     sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _install_hooks()
     _configure()
     from cjlib.cli.main import main
 
@@ -194,5 +197,8 @@ def start(argv: list[str], *, env: dict[str, str], cwd: Path) -> CliProcess:
 
 if __name__ == "__main__":
     from cjlib.cli.main import main
+
+    _install_hooks()
+    _configure()
 
     sys.exit(main(sys.argv[1:]))

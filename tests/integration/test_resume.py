@@ -327,3 +327,16 @@ def test_finalize_now_finalizes_what_was_decided_as_interrupted(db_url, tmp_path
         assert closed == report.comparisons_from_pairs.total - decided > 0
     finally:
         engine.dispose()
+
+
+def test_importing_the_crash_harness_leaves_the_library_unpatched():
+    # The harness patches its hooks into the cj process only; a test process that imports
+    # it to start one keeps the real judge, pairing and finalizer for its later tests.
+    from cjlib.judges import SimulatedJudge
+    from cjlib.pairing import BalancedPairing
+    from cjlib.workflow import finalizer
+
+    assert SimulatedJudge.judge is not crash_cli._slow_judge
+    assert SimulatedJudge.judge_many is not crash_cli._one_by_one
+    assert BalancedPairing.next_wave is not crash_cli._next_wave_hook
+    assert finalizer.BatchFinalizer._step is not crash_cli._step_hook
