@@ -135,6 +135,7 @@ def test_a_judge_that_raises_gives_failed_comparisons_carrying_the_error(engine,
         course_id="ENG5",
         batch_label="raising",
         max_comparisons=80,
+        output_dir=tmp_path / "runs",
         dataset=dataset,
         callback_grace=0.0,
     )
@@ -160,7 +161,7 @@ def test_a_judge_that_raises_gives_failed_comparisons_carrying_the_error(engine,
     assert result.completion_reason == "budget_exhausted"
 
 
-def test_a_half_done_batch_finalized_by_hand_says_interrupted(engine, monkeypatch):
+def test_a_half_done_batch_finalized_by_hand_says_interrupted(engine, monkeypatch, tmp_path):
     from cjlib.errors import CompletionTimeout
 
     _register(engine)
@@ -180,6 +181,7 @@ def test_a_half_done_batch_finalized_by_hand_says_interrupted(engine, monkeypatc
             course_id="ENG5",
             batch_label="half",
             max_comparisons=600,
+            output_dir=tmp_path / "runs",
             await_completion=True,
             completion_timeout=2.0,
         )
@@ -216,6 +218,7 @@ def test_three_executes_at_once_on_one_postgresql_assignment_all_succeed(db_url,
                 course_id="ENG5",
                 batch_label=f"c{index}",
                 max_comparisons=40,
+                output_dir=tmp_path / "runs",
                 dataset=dataset,
                 seed=index,
             )
