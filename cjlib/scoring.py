@@ -32,7 +32,6 @@ import pandas as pd
 import scipy.linalg
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
-from scipy.sparse.linalg import LinearOperator, cg
 from scipy.special import expit, logit
 from threadpoolctl import ThreadpoolController
 
@@ -473,38 +472,24 @@ def _dense_solver(design: _Design) -> Callable[[np.ndarray, np.ndarray], np.ndar
 
 
 def _cg_solver(design: _Design) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    n = design.n
-    shift = 1.0 / n if design.alpha == 0 else 0.0
-
     def solve(h: np.ndarray, grad: np.ndarray) -> np.ndarray:
         graph = _winner_graph(design, h)
         graph_t = graph.T
-        diagonal = _hessian_diagonal(design, h)
 
-        def laplacian(x: np.ndarray) -> np.ndarray:
-            # Adding 11ᵀ/n (α = 0) removes the null direction of θ; grad ⟂ 1 so the step
-            # is unchanged.
-            return diagonal * x - graph @ x - graph_t @ x + shift * x.sum()
+        def adjacency(x: np.ndarray) -> np.ndarray:
+            return graph @ x + graph_t @ x
 
-        if design.sign is None:
-            matvec = laplacian
-            precondition = diagonal + shift
-        else:
-            coupling = _position_coupling(design, h)
-            curvature_delta = h.sum()
-
-            def matvec(x: np.ndarray) -> np.ndarray:
-                theta, delta = x[:n], x[n]
-                top = laplacian(theta) + coupling * delta
-                return np.append(top, coupling @ theta + curvature_delta * delta)
-
-            precondition = np.append(diagonal + shift, curvature_delta)
-        size = len(grad)
-        operator = LinearOperator((size, size), matvec=matvec, dtype=float)
-        jacobi = LinearOperator((size, size), matvec=lambda r: r / precondition, dtype=float)
-        rtol = min(0.1, max(float(np.max(np.abs(grad))), 1e-12))
-        step, _ = cg(operator, -grad, rtol=rtol, atol=0.0, maxiter=10 * size, M=jacobi)
-        return step
+        # Adding 11ᵀ/n (α = 0) removes the null direction of θ; grad ⟂ 1 so the step is
+        # unchanged.
+        return _laplacian_cg(
+            adjacency,
+            _hessian_diagonal(design, h),
+            -grad,
+            min(0.1, max(float(np.max(np.abs(grad))), 1e-12)),
+            None if design.sign is None else _position_coupling(design, h),
+            float(h.sum()),
+            shift=design.alpha == 0,
+        )
 
     return solve
 
@@ -765,7 +750,7 @@ def _pcg(
     return x
 
 
-def _edge_cg(
+def _laplacian_cg(
     adjacency: Callable[[np.ndarray], np.ndarray],
     diagonal: np.ndarray,
     rhs: np.ndarray,
@@ -806,8 +791,6 @@ class _Cavity:
     #: Var(θ_first − θ_second [+ δ]) for each edge.
     resistance: np.ndarray
     messages: np.ndarray
-    #: Largest relative change of a message in the last sweep.
-    change: float
 
 
 def _edge_cavity(
@@ -815,7 +798,6 @@ def _edge_cavity(
     curvature: np.ndarray,
     messages: np.ndarray | None = None,
     *,
-    max_sweeps: int = _CAVITY_MAX_SWEEPS,
     tol: float = _CAVITY_TOL,
     laplacian: _EdgeLaplacian | None = None,
     alpha: float = 0.0,
@@ -830,8 +812,7 @@ def _edge_cavity(
     With a position effect, δ enters exactly through its Schur complement: one conjugate
     gradient solve of F_θθ x = b (b the θ–δ column), σ = F_δδ − bᵀx, Var θ += x²/σ,
     Var δ = 1/σ. A ridge penalty adds 2α to D. Cost O(pairs) per sweep; ``messages`` from
-    a nearby fit start the sweeps near their fixed point, and ``max_sweeps`` may stop them
-    early (``change`` says how far from it they are).
+    a nearby fit start the sweeps near their fixed point.
     """
     n = edges.n
     low, high = edges.low, edges.high
@@ -846,12 +827,11 @@ def _edge_cavity(
         from_low, from_high = own_low.copy(), own_high.copy()
     else:
         from_low, from_high = messages[:size], messages[size:]
-    change = math.inf
     into_low, into_high = np.empty(size), np.empty(size)
     # A stray message (0 or negative) shows as non-finite variances, handled below.
     with np.errstate(divide="ignore", invalid="ignore"):
         previous = None
-        for sweep in range(max_sweeps + 1):
+        for sweep in range(_CAVITY_MAX_SWEEPS + 1):
             np.divide(square, from_high, out=into_low)
             np.divide(square, from_low, out=into_high)
             total = np.bincount(low, into_low, n)
@@ -860,7 +840,7 @@ def _edge_cavity(
                 # Messages have converged when no essay's incoming total moves (relative to
                 # its information): checking n totals costs far less than 2P messages.
                 change = float(np.max(np.abs(total - previous) / diagonal)) if size else 0.0
-                if change < tol or sweep == max_sweeps:
+                if change < tol or sweep == _CAVITY_MAX_SWEEPS:
                     break
             previous = total
             from_low = own_low - total[low]
@@ -870,22 +850,20 @@ def _edge_cavity(
         variances = 1.0 / (diagonal - total)
     if messages is not None and not np.all(np.isfinite(variances) & (variances > 0)):
         # Warm messages from a distant fit can send loopy propagation astray; start cold.
-        return _edge_cavity(
-            edges, curvature, max_sweeps=max_sweeps, laplacian=laplacian, alpha=alpha, tol=tol
-        )
+        return _edge_cavity(edges, curvature, laplacian=laplacian, alpha=alpha, tol=tol)
     pair_resistance = (from_low + from_high - 2.0 * weight) / (from_low * from_high - square)
     resistance = edges.of_pair(pair_resistance)
     precision = np.concatenate([from_low, from_high])
     if edges.position:
         coupling = _edge_coupling(edges, curvature)
         laplacian = _EdgeLaplacian(edges) if laplacian is None else laplacian
-        x = _edge_cg(laplacian.matrix(weight), diagonal, coupling, 1e-10, shift=alpha == 0)
+        x = _laplacian_cg(laplacian.matrix(weight), diagonal, coupling, 1e-10, shift=alpha == 0)
         schur = curvature.sum() - _dot(coupling, x)
         if not schur > 0:
             raise _unidentified_position_effect()
         variances = np.append(variances + x**2 / schur, 1.0 / schur)
         resistance = resistance + ((x[edges.first] - x[edges.second]) - 1.0) ** 2 / schur
-    return _Cavity(variances=variances, resistance=resistance, messages=precision, change=change)
+    return _Cavity(variances=variances, resistance=resistance, messages=precision)
 
 
 def _log_win(margin: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -927,7 +905,7 @@ def _edge_newton(
             break
         curvature = trials * p * (1.0 - p)
         weight = edges.per_pair(curvature)
-        step = _edge_cg(
+        step = _laplacian_cg(
             laplacian.matrix(weight),
             _edge_diagonal(edges, weight),
             -grad,
