@@ -36,6 +36,7 @@ from scipy.special import expit, logit
 from threadpoolctl import ThreadpoolController
 
 from cjlib.errors import DisconnectedComparisonsError
+from cjlib.linalg import conjugate_gradient, dot
 
 __all__ = [
     "AUTO_CHOIX_MAX_ESSAYS",
@@ -709,45 +710,12 @@ def _edge_coupling(edges: _Edges, curvature: np.ndarray) -> np.ndarray:
     return np.bincount(edges.first, curvature, n) - np.bincount(edges.second, curvature, n)
 
 
-def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    # einsum, not BLAS: OpenBLAS threads its dot product, and on a busy machine those
-    # threads wait for each other far longer than the sum takes.
-    return float(np.einsum("i,i->", a, b))
-
-
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     """σ(x) = 1 / (1 + e⁻ˣ), several times faster than scipy's expit on large arrays."""
     with np.errstate(over="ignore"):
         e = np.exp(-x)
     e += 1.0
     return np.reciprocal(e, out=e)
-
-
-def _pcg(
-    matvec: Callable[[np.ndarray], np.ndarray],
-    rhs: np.ndarray,
-    precondition: np.ndarray,
-    rtol: float,
-) -> np.ndarray:
-    """Jacobi-preconditioned conjugate gradients from 0, to ‖r‖ ≤ rtol ‖rhs‖."""
-    x = np.zeros_like(rhs)
-    r = rhs.copy()
-    bound = rtol * math.sqrt(_dot(rhs, rhs))
-    z = r / precondition
-    d = z.copy()
-    rz = _dot(r, z)
-    for _ in range(10 * len(rhs)):
-        if math.sqrt(_dot(r, r)) <= bound:
-            break
-        q = matvec(d)
-        step = rz / _dot(d, q)
-        x += step * d
-        r -= step * q
-        z = r / precondition
-        rz, previous = _dot(r, z), rz
-        d *= rz / previous
-        d += z
-    return x
 
 
 def _laplacian_cg(
@@ -773,14 +741,14 @@ def _laplacian_cg(
         return diagonal * x - adjacency(x) + shift * x.sum()
 
     if coupling is None:
-        return _pcg(theta_block, rhs, diagonal + shift, rtol)
+        return conjugate_gradient(theta_block, rhs, diagonal + shift, rtol=rtol)
 
     def matvec(x: np.ndarray) -> np.ndarray:
         theta, delta = x[:n], x[n]
         top = theta_block(theta) + coupling * delta
-        return np.append(top, _dot(coupling, theta) + curvature_delta * delta)
+        return np.append(top, dot(coupling, theta) + curvature_delta * delta)
 
-    return _pcg(matvec, rhs, np.append(diagonal + shift, curvature_delta), rtol)
+    return conjugate_gradient(matvec, rhs, np.append(diagonal + shift, curvature_delta), rtol=rtol)
 
 
 @dataclass(frozen=True)
@@ -858,7 +826,7 @@ def _edge_cavity(
         coupling = _edge_coupling(edges, curvature)
         laplacian = _EdgeLaplacian(edges) if laplacian is None else laplacian
         x = _laplacian_cg(laplacian.matrix(weight), diagonal, coupling, 1e-10, shift=alpha == 0)
-        schur = curvature.sum() - _dot(coupling, x)
+        schur = curvature.sum() - dot(coupling, x)
         if not schur > 0:
             raise _unidentified_position_effect()
         variances = np.append(variances + x**2 / schur, 1.0 / schur)
@@ -893,7 +861,7 @@ def _edge_newton(
     p = _sigmoid(margin)
     log_p = _log_win(margin, p)
     # log(1 − p) = log p − margin.
-    value = _dot(wins_second, margin) - _dot(trials, log_p)
+    value = dot(wins_second, margin) - dot(trials, log_p)
     for iteration in range(_MAX_NEWTON_ITER + 1):
         residual = trials * p - wins_first
         grad = np.bincount(edges.first, residual, n) - np.bincount(edges.second, residual, n)
@@ -913,9 +881,9 @@ def _edge_newton(
             _edge_coupling(edges, curvature) if position else None,
             float(curvature.sum()),
         )
-        slope = _dot(grad, step)
+        slope = dot(grad, step)
         if not slope < 0:
-            step, slope = -grad, -_dot(grad, grad)
+            step, slope = -grad, -dot(grad, grad)
         # Near the optimum the objective changes by less than its rounding error.
         slack = 1e-12 * max(1.0, abs(value))
         t = 1.0
@@ -924,7 +892,7 @@ def _edge_newton(
             candidate_margin = edges.margin(candidate)
             candidate_p = _sigmoid(candidate_margin)
             candidate_log_p = _log_win(candidate_margin, candidate_p)
-            candidate_value = _dot(wins_second, candidate_margin) - _dot(trials, candidate_log_p)
+            candidate_value = dot(wins_second, candidate_margin) - dot(trials, candidate_log_p)
             if candidate_value <= value + 1e-4 * t * slope + slack:
                 break
             t *= 0.5
@@ -1247,7 +1215,7 @@ def _fit_statistics(
         x = x + np.where(decisions.winner_in_a, 1.0, -1.0) * z[n]
     p = _sigmoid(x)
     c = decisions.weight
-    log_likelihood = _dot(c, _log_win(x, p))
+    log_likelihood = dot(c, _log_win(x, p))
     return c * (1.0 - p) ** 2, c * p * (1.0 - p), c * np.exp(-x), log_likelihood
 
 

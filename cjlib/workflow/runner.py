@@ -36,6 +36,7 @@ from cjlib.db.repository import lock_batch_state, record_state_transition
 from cjlib.errors import CJError, CompletionTimeout, JudgeAuthError
 from cjlib.grades import ENG5_LEGACY
 from cjlib.judges import Judge, JudgeResult, PairRequest
+from cjlib.linalg import conjugate_gradient
 from cjlib.pairing import (
     BalancedPairing,
     Estimates,
@@ -87,35 +88,6 @@ BULK_CHUNK = 2000
 
 #: Newton steps of the stability fit stop when no θ moves more than this.
 _FIT_TOLERANCE = 1e-4
-
-
-def _conjugate_gradient(
-    matrix, b: np.ndarray, diagonal: np.ndarray, rtol: float, maxiter: int
-) -> np.ndarray:
-    """Solve ``matrix @ x = b`` (symmetric positive definite) by Jacobi-preconditioned CG.
-
-    Stops when ‖r‖ ≤ ``rtol``·‖b‖, as :func:`scipy.sparse.linalg.cg` does. Inner products are
-    NumPy multiply-and-sum rather than BLAS: on a machine whose cores are busy with other
-    jobs, multithreaded BLAS took milliseconds per product of two 20,000-vectors (its threads
-    waiting for a core), ten times the whole sparse product.
-    """
-    x = np.zeros_like(b)
-    r = b.copy()
-    z = r / diagonal
-    p = z.copy()
-    rz = float(np.sum(r * z))
-    stop = rtol * math.sqrt(float(np.sum(b * b)))
-    for _ in range(maxiter):
-        if math.sqrt(float(np.sum(r * r))) <= stop:
-            break
-        q = matrix @ p
-        step = rz / float(np.sum(p * q))
-        x += step * p
-        r -= step * q
-        z = r / diagonal
-        rz, previous = float(np.sum(r * z)), rz
-        p = z + (rz / previous) * p
-    return x
 
 
 class _StabilityFit:
@@ -210,7 +182,7 @@ class _StabilityFit:
             )
             # An inexact Newton step (rtol 1e-4) is enough: the last steps are below
             # _FIT_TOLERANCE, so θ is exact to far better than the stability threshold.
-            step = _conjugate_gradient(hessian, gradient, diagonal, rtol=1e-4, maxiter=500)
+            step = conjugate_gradient(hessian.dot, gradient, diagonal, rtol=1e-4, maxiter=500)
             largest = float(np.max(np.abs(step)))
             # Damped: a full Newton step can overshoot for an essay that won (almost) always.
             theta = theta + (step if largest <= 1.0 else step / largest)
