@@ -395,6 +395,8 @@ def _completion_reason(*metadata: Any) -> str | None:
 STATISTICS_KEYS = (
     "bt_method",
     "bt_method_reason",
+    "bt_converged",
+    "bt_iterations",
     "reliability",
     "reliability_name",
     "separation",

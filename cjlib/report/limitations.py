@@ -114,6 +114,12 @@ def _fit(rep: BatchReport) -> list[str]:
             "The comparison graph was not strongly connected (some essays only won or only "
             "lost within their group), so the maximum-likelihood scores do not exist."
         )
+    if meta.get("bt_converged") is False:
+        out.append(
+            f"The Bradley–Terry fit did not converge ({meta.get('bt_iterations')} iterations): "
+            "scores and SEs may be off; very sparse designs with a position effect do this "
+            "(docs/scoring.md), and more comparisons per essay help."
+        )
     alpha = meta.get("bt_alpha")
     if alpha and method in (None, "ridge"):
         out.append(

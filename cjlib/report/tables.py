@@ -161,6 +161,13 @@ def reliability_table(rep: BatchReport) -> pd.DataFrame:
                 meta.get("bt_connected"),
                 "the MLE needs it; Firth's estimate does not",
             ),
+            (
+                "BT fit converged",
+                meta.get("bt_converged"),
+                f"after {meta.get('bt_iterations')} iterations"
+                if meta.get("bt_iterations") is not None
+                else "",
+            ),
             ("BT engine / SE method", f"{meta.get('bt_engine')} / {meta.get('bt_se_method')}", ""),
             ("essays scored", len(rep.scores), ""),
             ("median comparisons per essay", median, ""),

@@ -277,6 +277,8 @@ def _bt_fit_section(batch: BatchRecord) -> dict[str, Any]:
         "engine": meta.get("bt_engine"),
         "se_method": meta.get("bt_se_method"),
         "connected": meta.get("bt_connected"),
+        "converged": meta.get("bt_converged"),
+        "iterations": meta.get("bt_iterations"),
     }
 
 

@@ -115,6 +115,8 @@ class FinalizationResult:
     reliability: float | None = None
     bt_alpha: float | None = None
     bt_method: str | None = None
+    #: Whether the BT fit met its tolerance (a fit that did not is still stored, and says so).
+    bt_converged: bool | None = None
     #: Wall seconds of each step of :data:`STEPS`, in order, with ``fit`` split into
     #: ``read_decisions``, ``fit`` and ``split_half`` (empty when already final).
     step_seconds: Mapping[str, float] = field(default_factory=dict)
@@ -309,6 +311,7 @@ class BatchFinalizer:
             reliability=_finite(bt.reliability),
             bt_alpha=bt.alpha,
             bt_method=bt.method,
+            bt_converged=bool(bt.converged),
             step_seconds=seconds,
         )
 
@@ -570,6 +573,8 @@ def _completion_metadata(
         "bt_engine": bt.engine,
         "bt_se_method": bt.se_method,
         "bt_connected": bool(bt.connected),
+        "bt_converged": bool(bt.converged),
+        "bt_iterations": int(bt.iterations),
         "reliability": _finite(bt.reliability),
         "separation": _finite(bt.separation),
         "grade_scale": outcome.grade_scale,

@@ -117,6 +117,25 @@ def test_racing_finalizers_on_postgres_write_once(db_url, dataset):
     setup.dispose()
 
 
+def test_finalizer_records_a_fit_that_did_not_converge(engine, dataset, monkeypatch):
+    import dataclasses
+
+    from cjlib.diagnostics import inspect_batch
+    from cjlib.workflow import finalizer
+
+    fit = finalizer.fit_bradley_terry
+
+    def unconverged(*args, **kwargs):
+        return dataclasses.replace(fit(*args, **kwargs), converged=False, iterations=50)
+
+    monkeypatch.setattr(finalizer, "fit_bradley_terry", unconverged)
+    b = _waiting_batch(engine, dataset)
+    result = BatchFinalizer(engine).finalize_scoring(b)
+    assert result.bt_converged is False
+    stats = inspect_batch(engine, b).to_dict()["statistics"]
+    assert stats["bt_converged"] is False and stats["bt_iterations"] == 50
+
+
 def test_finalize_unknown_batch_is_a_clear_error(engine):
     from cjlib.errors import NotFoundError
 
@@ -137,9 +156,12 @@ def test_finalizer_stores_the_estimator_and_its_statistics_and_inspect_reports_t
         rows(engine, "SELECT processing_metadata FROM cj_batch_uploads WHERE id = :b", b=b)[0][0]
     )
     assert meta["bt_method"] == "firth" and meta["reliability_name"] == "mle_rel"
+    assert result.bt_converged is True
+    assert meta["bt_converged"] is True and meta["bt_iterations"] > 0
     assert meta["split_half"]["n_splits"] == 20
     assert -1.0 <= meta["split_half"]["spearman_brown"] <= 1.0
     assert isinstance(meta["misfit_judges"], list)
     stats = inspect_batch(engine, b).to_dict()["statistics"]
     assert stats["reliability"] == pytest.approx(result.reliability)
     assert stats["reliability_name"] == "mle_rel" and stats["bt_method"] == "firth"
+    assert stats["bt_converged"] is True

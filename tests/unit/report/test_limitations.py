@@ -18,7 +18,14 @@ def test_limitations_of_a_clean_batch_only_name_unanchored_grades():
     assert any(i.startswith("Grade(s) E+, D+, C+ have no anchor") for i in items)
     assert any(i.startswith("Grade(s) F, F+, A lie outside the anchored range") for i in items)
     assert not any("failed" in i or "penalty" in i or "reliability" in i for i in items)
+    assert not any("did not converge" in i for i in items)
     assert any("No true grades are known" in i for i in items)
+
+
+def test_limitations_report_a_fit_that_did_not_converge():
+    frames = batch_frames(metadata={"bt_converged": False, "bt_iterations": 50})
+    text = "\n".join(limitations(assemble_report(frames)))
+    assert "did not converge (50 iterations)" in text
 
 
 def test_limitations_report_failures_penalty_disconnection_low_reliability_and_budget():

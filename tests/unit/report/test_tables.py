@@ -63,6 +63,8 @@ def test_reliability_table_names_the_estimator_its_reliability_split_half_and_mi
             "split_half": {"median": 0.7, "spearman_brown": 0.82, "split_by": "judges",
                            "n_splits": 20},
             "misfit_judges": ["judge-7"],
+            "bt_converged": True,
+            "bt_iterations": 7,
         }
     )  # fmt: skip
     table = tables.reliability_table(assemble_report(frames)).set_index("metric")
@@ -75,3 +77,5 @@ def test_reliability_table_names_the_estimator_its_reliability_split_half_and_mi
     )
     assert table.loc["separation G (sirt sepG)", "value"] == "2.200"
     assert table.loc["misfitting judges", "value"] == "judge-7"
+    assert table.loc["BT fit converged", "value"] == "yes"
+    assert table.loc["BT fit converged", "meaning"] == "after 7 iterations"
