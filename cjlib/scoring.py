@@ -75,12 +75,19 @@ _MAX_LISTED = 5
 _MAX_POSITION_VARIANCE_RATIO = 1e6
 _GRADIENT_TOL = 1e-10
 _MAX_NEWTON_ITER = 100
-_MAX_FIRTH_ITER = 50
+#: Rounds of the sparse Firth path; late rounds cost a cavity pass and at most a Newton step.
+_MAX_FIRTH_ROUNDS = 100
 _ANDERSON_MEMORY = 4
+#: Anderson mixing has stalled when a round's step is more than this share of the last one.
+_ANDERSON_STALL = 0.5
+#: Per-essay secant steps: at most this many times the plain step, and at most 1 logit.
+_SECANT_MAX_FACTOR = 50.0
+_SECANT_MAX_STEP = 1.0
 _FIRTH_STEP_TOL = 1e-8
-#: The sparse Firth path stops when a round moves θ by less than this: far below the error
-#: of its cavity leverages (max |Δθ| / SE 0.0003–0.08 against exact leverages).
-_FIRTH_SPARSE_STEP_TOL = 1e-6
+#: The sparse Firth path stops when a round moves no parameter by more than this many of its
+#: standard errors: far below the error of its cavity leverages (max |Δθ| / SE 0.0003–0.08
+#: against exact leverages).
+_FIRTH_SPARSE_STEP_TOL = 1e-5
 #: How much looser than their final tolerances the sparse Firth path's early rounds run their
 #: cavity sweeps and Newton fits, at most; and how loose the round that stops may be (its
 #: cavity then stops at 10⁻⁷, as the SE passes do, and its fit within about 10⁻⁸ of θ).
@@ -961,14 +968,16 @@ def _firth_sparse(edges: _Edges) -> tuple[np.ndarray, int, bool, np.ndarray, _Ca
     with Hₑ/2 pseudo-decisions added each way. So cjlib alternates leverages at the current
     estimate (cavity approximation, warm-started) with the ML fit (damped Newton,
     warm-started) of the augmented data, until the augmented fit needs no step at the
-    current leverages or moves θ by less than ``_FIRTH_SPARSE_STEP_TOL``. Returns (θ[, δ]),
-    the Newton steps taken, whether it converged, the pseudo-decisions Hₑ/2 on each side and
-    the last cavity.
+    current leverages or moves no parameter by more than ``_FIRTH_SPARSE_STEP_TOL`` of its
+    standard error. Returns (θ[, δ]), the Newton steps taken, whether it converged, the
+    pseudo-decisions Hₑ/2 on each side and the last cavity.
 
     With cavity leverages the modified score can have several roots in sparse designs
     (an essay joined to the rest by one or two decisions); this alternation, from the
     leverages at θ = 0, lands on the root next to the exact-leverage estimate where the
-    joint iteration need not (measured in docs/scoring.md).
+    joint iteration need not (measured in docs/scoring.md). Such essays' scores are nearly
+    flat between the roots, so the alternation creeps there; once Anderson mixing stalls,
+    :func:`_secant_step` accelerates each parameter on its own.
     """
     n, position = edges.n, edges.position
     laplacian = _EdgeLaplacian(edges)
@@ -982,8 +991,10 @@ def _firth_sparse(edges: _Edges) -> tuple[np.ndarray, int, bool, np.ndarray, _Ca
     # steps (Walker & Ni 2011) cuts 15–20 steps to about 6.
     fitted: list[np.ndarray] = []
     residuals: list[np.ndarray] = []
+    previous: tuple[np.ndarray, np.ndarray] | None = None
+    stalled = False
     step = math.inf
-    for outer in range(_MAX_FIRTH_ITER):
+    for outer in range(_MAX_FIRTH_ROUNDS):
         # A round only needs its leverages and its augmented fit to a small fraction of the
         # step it is about to take (an inexact fixed-point iteration): tolerances loosen in
         # proportion to the last step, and the final rounds run at full precision.
@@ -1005,17 +1016,24 @@ def _firth_sparse(edges: _Edges) -> tuple[np.ndarray, int, bool, np.ndarray, _Ca
             start, edges, wins_first, wins_second, laplacian, start_margin, looseness=looseness
         )
         total += iterations
-        step = float(np.max(np.abs(image - z)))
+        residual = image - z
+        # In standard errors (the cavity's, of the Fisher information at z).
+        step = float(np.max(np.abs(residual) / np.sqrt(cavity.variances)))
         if (
             converged
             and looseness <= _FIRTH_STOP_LOOSENESS
             and (iterations == 0 or step < _FIRTH_SPARSE_STEP_TOL)
         ):
             # Leverages move the estimate by less than the change in θ they come from, so
-            # a step below 1e-6 leaves θ within about 1e-6 of the fixed point.
+            # a step below 1e-5 SE leaves θ within about 1e-5 SE of the fixed point.
             return image, total, True, pseudo, cavity
-        residual = image - z
-        if residuals and np.max(np.abs(residual)) > np.max(np.abs(residuals[-1])):
+        largest = float(np.max(np.abs(residual)))
+        if len(residuals) > 1 and largest > _ANDERSON_STALL * np.max(np.abs(residuals[-1])):
+            stalled = True
+        if stalled:
+            z, previous = _secant_step(z, residual, previous), (z, residual)
+            continue
+        if residuals and largest > np.max(np.abs(residuals[-1])):
             # Mixing overshot: restart it from the plain fixed-point step.
             fitted.clear()
             residuals.clear()
@@ -1031,6 +1049,28 @@ def _firth_sparse(edges: _Edges) -> tuple[np.ndarray, int, bool, np.ndarray, _Ca
             if np.all(np.isfinite(mixed)):
                 z = mixed
     return z, total, False, pseudo, cavity
+
+
+def _secant_step(
+    z: np.ndarray, residual: np.ndarray, previous: tuple[np.ndarray, np.ndarray] | None
+) -> np.ndarray:
+    """The next iterate of the fixed-point map G from z, G(z) = z + residual, per parameter.
+
+    Where G creeps (its slope g near 1, a flat modified score), the plain step z + r
+    shrinks the distance to the fixed point only by g per round. Each parameter's own
+    secant through the last two rounds estimates 1 − g = −Δr/Δz and steps r/(1 − g),
+    between 0.5 and ``_SECANT_MAX_FACTOR`` times the plain step and at most
+    ``_SECANT_MAX_STEP``; elsewhere (no previous round, g outside that range) it takes
+    the plain step. Comparison designs couple essays weakly, and flat essays hardly at all.
+    """
+    if previous is None:
+        return z + residual
+    moved = z - previous[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = moved / (previous[1] - residual)
+    usable = (np.abs(moved) > 1e-12) & (factor > 0.5) & (factor < _SECANT_MAX_FACTOR)
+    step = np.where(usable, factor, 1.0) * residual
+    return z + np.clip(step, -_SECANT_MAX_STEP, _SECANT_MAX_STEP)
 
 
 def _edge_log_odds(edges: _Edges, wins_first: np.ndarray, wins_second: np.ndarray) -> np.ndarray:

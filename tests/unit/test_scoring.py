@@ -731,6 +731,34 @@ def test_firth_leverage_approximation_stays_close_to_exact(monkeypatch):
     assert approx.converged
 
 
+@pytest.mark.parametrize("spread", [1.5, 2.5])
+def test_sparse_firth_converges_on_a_sparse_widely_spread_design(spread, caplog):
+    # 6 comparisons per essay, a position effect and θ spread widely: essays joined to the
+    # rest by few decisions have flat modified scores, where plain Anderson mixing crept
+    # for 50 rounds and gave up (both spreads did before the per-essay secant steps).
+    frame = simulate(1000, 2000, 62, delta=0.3, spread=spread)
+    result = fit_bradley_terry(frame, position_effect=True)
+    assert result.converged
+    assert "did not converge" not in caplog.text
+
+
+def test_secant_step_solves_a_creeping_linear_map_in_one_step_and_caps_its_steps():
+    from cjlib.scoring import _secant_step
+
+    def residual(z):  # G(z) = 1 + 0.95 z: fixed point 20, plain steps shrink by 0.95
+        return 1.0 + 0.95 * z - z
+
+    z0 = np.array([0.0, 19.0])
+    z1 = z0 + residual(z0)
+    z2 = _secant_step(z1, residual(z1), (z0, residual(z0)))
+    # The first coordinate would step 19 logits: capped at 1; the second lands on 20.
+    np.testing.assert_allclose(z2, [z1[0] + 1.0, 20.0])
+    # Without a previous round, or where the map moves away (slope > 1), the plain step.
+    np.testing.assert_allclose(_secant_step(z1, residual(z1), None), z1 + residual(z1))
+    away = _secant_step(np.array([2.0]), np.array([0.2]), (np.array([1.0]), np.array([0.1])))
+    np.testing.assert_allclose(away, [2.2])
+
+
 def test_firth_and_sirt_refuse_essays_not_compared_with_the_rest():
     comparisons = pd.DataFrame(
         {"winner_id": ["a", "b", "c", "d"], "loser_id": ["b", "a", "d", "c"]}
