@@ -5,6 +5,10 @@ method, ``cjlib.scoring.DEFAULT_METHOD``, with its automatic engine and SE metho
 ``sparse`` and ``choix`` are the maximum-likelihood fit (``method="mle"``) with each engine;
 ``choix.ilsr_pairwise`` is choix alone.
 
+The ratios are ``choix.ilsr_pairwise``'s time over the case's, by wall time and by process
+CPU time (choix's dense linear algebra uses every core through BLAS; cjlib's fit holds BLAS
+to one thread).
+
 Each case runs in its own subprocess so that its peak resident memory (``ru_maxrss``) is its
 own, after one untimed warm-up fit of 400 essays (first-call costs belong to the process).
 The design is balanced: every essay meets a random opponent in 40 rounds of random
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     choix_max = QUICK_CHOIX_MAX_ESSAYS if args.quick else CHOIX_MAX_ESSAYS
     header = (
         f"{'essays':>8} {'decisions':>10} {'case':<20} {'seconds':>9} {'cpu s':>8} {'peak MiB':>9} "
-        f"{'ilsr / case':>11} {'max |Δθ| vs sparse':>19}"
+        f"{'ilsr / case':>11} {'by CPU':>8} {'max |Δθ| vs sparse':>19}"
     )
     print(f"load average before: {_load()}")
     print(header)
@@ -165,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
             reference = next((r for r in rows if r["case"] == "choix.ilsr_pairwise"), None)
             for row in rows:
                 ratio = f"{reference['seconds'] / row['seconds']:.1f}×" if reference else "—"
+                cpu_ratio = (
+                    f"{reference['cpu_seconds'] / row['cpu_seconds']:.1f}×" if reference else "—"
+                )
                 delta = (
                     f"{np.max(np.abs(thetas[row['case']] - thetas['sparse'])):.1e}"
                     if "sparse" in thetas
@@ -176,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{row['n']:>8,} {row['decisions']:>10,} {row['case']:<20} "
                     f"{row['seconds']:>9.3f} {row['cpu_seconds']:>8.2f} {row['peak_mib']:>9.0f} "
-                    f"{ratio:>11} {delta:>19}"
+                    f"{ratio:>11} {cpu_ratio:>8} {delta:>19}"
                     f"{note}"
                 )
     print(f"load average after: {_load()}")
