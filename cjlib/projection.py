@@ -25,10 +25,15 @@ Method (details and formulas in ``docs/projection.md``)
 4. The students' population N(μ, S²) is fitted by restricted maximum likelihood over the
    students, θ̂_i ~ N(μ, S² + s̄²) with s̄² their mean se², and S is kept as a posterior over a
    grid (flat prior on S). Below ``MIN_RELIABILITY`` (reliability E[S²]/(E[S²] + s̄²)) the
-   projection is refused (``too_little_information``). Each student's (θ, se) becomes a
-   posterior N(θ*, se*²) at each grid point (``population_prior``), and
-   ``P(g) = Φ((u_g − θ*)/√(se*² + σ_u²)) − Φ((l_g − θ*)/√(se*² + σ_l²))`` is averaged over
-   the grid, floored at ``PROBABILITY_FLOOR`` and renormalised.
+   projection is refused (``too_little_information``).
+5. The students' ability density g is estimated by penalised marginal likelihood (a log-spline
+   whose penalty's null space is the normal family: Efron's g-modelling), so skewed or
+   light-tailed cohorts are not forced into a normal. Each student's posterior is
+   ``∝ g(x)·φ((θ̂ − x)/se)`` on g's grid (``population_prior``), and P(g) is its mass
+   between the uncertain boundaries, ``Φ((u_g − x)/σ_u) − Φ((l_g − x)/σ_l)`` averaged over
+   the posterior, floored at ``PROBABILITY_FLOOR`` and renormalised. Projected below
+   ``MIN_RELIABILITY`` (on request) the posteriors are the normal ones, N(θ*, se*²) averaged
+   over S's posterior.
 """
 
 from __future__ import annotations
@@ -798,10 +803,11 @@ def project_grades(
 
     The anchors' θ place a monotone set of grade centres and boundaries on the θ scale (see the
     module docstring and ``docs/projection.md``). Each student's (θ, se) becomes a posterior
-    N(θ*, se*²) (``population_prior``) and, widened by the boundaries' calibration
-    uncertainty, gives a probability for every label::
+    over the ability x under the batch's estimated ability density (``population_prior``)
+    and, widened by the boundaries' calibration uncertainty, gives a probability for every
+    label::
 
-        P(g) = Φ((u_g − θ*) / √(se*² + σ_u²)) − Φ((l_g − θ*) / √(se*² + σ_l²))
+        P(g) = E_posterior[Φ((u_g − x) / σ_u) − Φ((l_g − x) / σ_l)]
 
     floored at ``PROBABILITY_FLOOR`` and renormalised, so probabilities are positive, sum to 1
     and move smoothly with θ. The projection is shift-invariant: adding a constant to every θ
@@ -829,12 +835,14 @@ def project_grades(
     scale : str or GradeScale
         The grade scale (a name in ``GRADE_SCALES`` or a :class:`GradeScale`).
     population_prior : bool, default True
-        Treat the students as a sample from the normal population fitted to this batch
-        (:class:`PopulationFit`) and average each student's posterior probabilities over the
-        population SD's posterior. This corrects the regression to the mean that a per-essay
-        likelihood ignores, and makes the probabilities calibrated; it also makes a student's
-        probabilities depend slightly on the rest of the batch. Batches under
-        ``PRIOR_MIN_STUDENTS`` students never use it.
+        Treat the students as a sample from this batch's population: their ability density,
+        estimated by penalised marginal likelihood (``DENSITY_PENALTY``), is each student's
+        prior. This corrects the regression to the mean that a per-essay likelihood ignores,
+        and makes the probabilities calibrated; it also makes a student's probabilities
+        depend slightly on the rest of the batch. Below ``MIN_RELIABILITY`` (projected with a
+        lower ``min_reliability``) the prior is the normal :class:`PopulationFit`, averaged
+        over the population SD's posterior. Batches under ``PRIOR_MIN_STUDENTS`` students
+        never use it.
     min_reliability : float, default MIN_RELIABILITY
         Refuse (``too_little_information``) when the population fit's reliability is below
         this; 0 never refuses. Not applied under ``PRIOR_MIN_STUDENTS`` students.
