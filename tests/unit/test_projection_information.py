@@ -259,3 +259,27 @@ def test_density_fit_is_quick_and_bounded_for_a_large_batch():
     # The fitted density keeps the population's SD (2.0).
     mean = np.exp(log_g) @ grid
     assert np.sqrt(np.exp(log_g) @ (grid - mean) ** 2) == pytest.approx(2.0, abs=0.1)
+
+
+def test_density_fit_reaches_the_penalised_likelihoods_maximum():
+    # Newton's steps must land where a general-purpose optimiser, run to a tight tolerance on
+    # the same objective, does.
+    from scipy import optimize, special
+
+    _, observed, se = _skewed_batch(3, n=400)
+    mean, sd = float(np.mean(observed)), float(np.sqrt(np.var(observed) - 0.8**2))
+    grid, log_g = projection_module._fit_density(observed, se, mean, sd)
+    centred = observed - mean
+    _, basis = projection_module._density_design(centred, se)
+    loglik = projection_module._log_likelihood_on_grid(centred, se, grid - mean)
+    diff = np.diff(np.eye(basis.shape[1]), 3, axis=0)
+    penalty = projection_module.DENSITY_PENALTY * diff.T @ diff
+
+    def objective(coef: np.ndarray) -> float:
+        log_density = basis @ coef - special.logsumexp(basis @ coef)
+        return -special.logsumexp(loglik + log_density, axis=1).sum() + 0.5 * coef @ penalty @ coef
+
+    start = np.linalg.lstsq(basis, -0.5 * ((grid - mean) / sd) ** 2, rcond=None)[0]
+    best = optimize.minimize(objective, start, method="BFGS", options={"gtol": 1e-8}).x
+    reference = basis @ best - special.logsumexp(basis @ best)
+    np.testing.assert_allclose(np.exp(log_g), np.exp(reference), atol=1e-6)
