@@ -161,7 +161,9 @@ class BTResult:
     converged : bool
         Whether the largest gradient component reached the tolerance (sirt: its own rule).
     engine : str
-        Engine actually used: ``"choix"`` or ``"sparse"``.
+        Engine actually used: ``"choix"`` or ``"sparse"``, or ``"dense"`` for Firth's
+        dense Fisher scoring up to ``FIRTH_EXACT_MAX_ESSAYS`` essays (Firth and sirt run
+        their own algorithms whatever ``engine`` asked for).
     se_method : str
         ``"pinv_fisher"`` (exact), ``"cavity_approx"`` or ``"neumann_approx"``.
     connected : bool
@@ -1561,6 +1563,7 @@ def fit_bradley_terry(
     edges = pseudo = messages = augmented = firth_cavity = None
     if method == "firth" and n <= FIRTH_EXACT_MAX_ESSAYS:
         z, iterations, converged, augmented = _firth_dense(design)
+        engine = "dense"
     elif method == "firth":
         edges = _edges(design)
         z, iterations, converged, pseudo, firth_cavity = _firth_sparse(edges)
