@@ -83,7 +83,6 @@ _ANDERSON_STALL = 0.5
 #: Per-essay secant steps: at most this many times the plain step, and at most 1 logit.
 _SECANT_MAX_FACTOR = 50.0
 _SECANT_MAX_STEP = 1.0
-_FIRTH_STEP_TOL = 1e-8
 #: The sparse Firth path stops when a round moves no parameter by more than this many of its
 #: standard errors: below the error of its cavity leverages against exact ones (99th
 #: percentile of |Δθ| / SE 0.001–0.04, docs/scoring.md).
