@@ -855,3 +855,14 @@ def test_cavity_restarts_cold_when_warm_messages_are_astray():
     warm = scoring._edge_cavity(edges, information, stray)
     assert np.isfinite(warm.variances).all()
     np.testing.assert_allclose(warm.variances, cold.variances, rtol=1e-9)
+
+
+def test_segment_sums_equal_bincount_with_empty_segments_anywhere():
+    from cjlib.scoring import _Segments
+
+    rng = np.random.default_rng(7)
+    # Essays 0, 3 and 9 (first, middle, last) have no entries.
+    index = np.sort(rng.choice([1, 2, 4, 5, 6, 7, 8], 50))
+    values = rng.normal(size=50)
+    np.testing.assert_allclose(_Segments(index, 10).sum(values), np.bincount(index, values, 10))
+    np.testing.assert_array_equal(_Segments(np.array([], dtype=int), 3).sum(np.array([])), 0.0)
