@@ -10,7 +10,6 @@ per line, so neither grows with more than a C-speed pass per row.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cache
@@ -63,7 +62,9 @@ def _row_checks() -> dict[str, dict[str, Callable[[Any], Any]]]:
     each property value is valid on its own.
     """
     schema = load_schema()
-    root = {key: schema[key] for key in ("$schema", "$defs") if key in schema}
+    # With the schema's $id, each "#/$defs/…" reference resolves inside it; without, once
+    # the whole schema has been compiled it resolved against that $id and was fetched.
+    root = {key: schema[key] for key in ("$schema", "$id", "$defs") if key in schema}
     checks: dict[str, dict[str, Callable[[Any], Any]]] = {}
     for section, node in schema.get("properties", {}).items():
         items = node.get("items")
@@ -383,24 +384,6 @@ def _assemble(
     return record, _comparison_columns(batch)
 
 
-def build_assessment_run(
-    batch: BatchRecord,
-    run_dir: Path,
-    *,
-    dataset: str | Path | None = None,
-    extra_metadata: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Assemble the execute record of a batch from its read model and the run folder's files.
-
-    ``dataset`` is the data set folder whose files are checksummed; default the folder the
-    batch recorded in its run parameters.
-    """
-    record, comparisons = _assemble(batch, run_dir, dataset, extra_metadata)
-    record["comparisons"] = _rows(comparisons)
-    validate_assessment_run(record)
-    return record
-
-
 def _row_lines(columns: Mapping[str, list[Any]]) -> Iterator[str]:
     keys = list(columns)
     for values in zip(*columns.values(), strict=True):
@@ -433,18 +416,6 @@ def _write_json(
                 first = False
             out.write("]" if first else "\n  ]")
     out.write("\n}\n")
-
-
-def dumps_record(record: Mapping[str, Any]) -> str:
-    """``record`` as the JSON text :func:`write_assessment_run` writes.
-
-    Sections are indented and each row of a long row list is one compact line:
-    ``json.dumps(..., indent=2)`` runs in pure Python (the C encoder only writes compact
-    JSON) and took seconds for 40,000 comparisons.
-    """
-    out = io.StringIO()
-    _write_json(out, record, {})
-    return out.getvalue()
 
 
 def _write_record(

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import fastjsonschema
 import pytest
 
 from cjlib.workflow.artefacts import validate_assessment_run
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_record_missing_its_sections_is_refused():
@@ -98,12 +104,39 @@ def test_true_is_not_taken_for_the_number_1_already_checked():
 
 
 def test_the_record_text_has_one_row_per_line_and_reads_back_equal():
-    from cjlib.workflow.artefacts import dumps_record
+    from cjlib.workflow.artefacts import _write_json
 
+    rows = [_comparison(i) for i in range(300)]
     record = {"schema_version": "1.0", "metadata": {"a": [1, 2], "b": {"c": None}},
-              "comparisons": [_comparison(i) for i in range(300)], "empty": []}  # fmt: skip
-    text = dumps_record(record)
-    assert json.loads(text) == record
+              "comparisons": rows[:1], "empty": []}  # fmt: skip
+    # As the writer does: the comparisons come from their columns, the record holds one row.
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    out = io.StringIO()
+    _write_json(out, record, {"comparisons": columns})
+    text = out.getvalue()
+    assert json.loads(text) == {**record, "comparisons": rows}
     lines = text.splitlines()
     assert sum(line.lstrip().startswith('{"request_correlation_id"') for line in lines) == 300
     assert len(lines) < 330
+
+
+def test_rows_are_checked_whether_or_not_the_whole_schema_was_compiled_first():
+    # The per-property validators resolved "#/$defs/uuid" against the schema's $id (a URL
+    # they then fetched) when the whole schema had been compiled before them.
+    script = (
+        "from cjlib.workflow import artefacts as a\n"
+        "from tests.unit.test_artefacts_schema import _comparison, _record\n"
+        "import fastjsonschema\n"
+        "a._validator()\n"
+        "rows = [_comparison(i) for i in range(300)]\n"
+        "rows[150]['request_correlation_id'] = 'not-a-uuid'\n"
+        "try:\n"
+        "    a.validate_assessment_run(_record(rows))\n"
+        "except fastjsonschema.JsonSchemaValueException as err:\n"
+        "    print(err.message)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "comparisons[150].request_correlation_id" in done.stdout
