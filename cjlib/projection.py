@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import stats
 from scipy.interpolate import BSpline
 
 from cjlib.errors import ProjectionUnavailable, UsageError
@@ -746,7 +746,7 @@ def _density_probabilities(
     for start in range(0, len(theta), _POSTERIOR_CHUNK):
         block = slice(start, start + _POSTERIOR_CHUNK)
         joint = _log_likelihood_on_grid(theta[block], se[block], grid) + log_g
-        posterior = np.exp(joint - special.logsumexp(joint, axis=1, keepdims=True))
+        posterior = np.exp(joint - _logsumexp(joint, axis=1)[:, None])
         probs[block] = posterior @ given_point
     probs = np.maximum(probs, PROBABILITY_FLOOR)
     return probs / probs.sum(axis=1, keepdims=True)

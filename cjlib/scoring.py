@@ -525,14 +525,19 @@ def _choix_start(design: _Design) -> np.ndarray:
     return theta - theta.mean()
 
 
+def _smoothed_log_odds(wins: np.ndarray, losses: np.ndarray, position: bool) -> np.ndarray:
+    """Each essay's log((wins + ½)/(losses + ½)), centred (and δ = 0): a Newton start."""
+    theta = np.log((wins + 0.5) / (losses + 0.5))
+    theta -= theta.mean()
+    return np.append(theta, 0.0) if position else theta
+
+
 def _log_odds_start(design: _Design) -> np.ndarray:
     # Each essay's smoothed log-odds of winning: close enough to save Newton steps.
     n = design.n
     wins = np.bincount(design.winner, design.weight, n)
     losses = np.bincount(design.loser, design.weight, n)
-    theta = np.log((wins + 0.5) / (losses + 0.5))
-    theta -= theta.mean()
-    return theta if design.sign is None else np.append(theta, 0.0)
+    return _smoothed_log_odds(wins, losses, design.sign is not None)
 
 
 def _unidentified_position_effect() -> ValueError:
@@ -1096,9 +1101,7 @@ def _edge_log_odds(edges: _Edges, wins_first: np.ndarray, wins_second: np.ndarra
     n = edges.n
     wins = np.bincount(edges.first, wins_first, n) + np.bincount(edges.second, wins_second, n)
     losses = np.bincount(edges.first, wins_second, n) + np.bincount(edges.second, wins_first, n)
-    theta = np.log((wins + 0.5) / (losses + 0.5))
-    theta -= theta.mean()
-    return theta if not edges.position else np.append(theta, 0.0)
+    return _smoothed_log_odds(wins, losses, edges.position)
 
 
 def _neumann_variances(design: _Design, h: np.ndarray) -> np.ndarray:
