@@ -455,7 +455,7 @@ def _decided(session: Session, batch_id: int) -> pd.DataFrame:
 
 def _store_scores(session: Session, essays: _BatchEssays, scores: pd.DataFrame) -> None:
     """Each essay's θ, SE and decided comparisons; an essay without a score gets None, None, 0."""
-    scored = essays.scored(scores)
+    # Essays the fit did not score come out of the reindex as NaN.
     aligned = scores.reindex(essays.ids)
     update_columns(
         session,
@@ -463,11 +463,9 @@ def _store_scores(session: Session, essays: _BatchEssays, scores: pd.DataFrame) 
         "id",
         {
             "id": essays.frame["id"].to_numpy(),
-            "current_bt_score": np.where(scored, aligned["theta"].to_numpy(float), np.nan),
-            "current_bt_se": np.where(scored, aligned["se"].to_numpy(float), np.nan),
-            "comparison_count": np.where(
-                scored, aligned["n_comparisons"].fillna(0).to_numpy(float), 0
-            ).astype(np.int64),
+            "current_bt_score": aligned["theta"].to_numpy(float),
+            "current_bt_se": aligned["se"].to_numpy(float),
+            "comparison_count": aligned["n_comparisons"].fillna(0).to_numpy(np.int64),
         },
         on_change={"updated_at": utc_now()},
     )
