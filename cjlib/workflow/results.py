@@ -69,17 +69,12 @@ class WriteCounts:
     calls_dropped: int = 0
 
 
-def _values(result: JudgeResult, judge_id: str | None) -> dict:
+def _values(result: JudgeResult) -> tuple[str, float | None, str | None, str | None]:
+    """(winner, confidence, justification, error_code) as the pair's columns store them."""
     failed = result.winner is None
-    values = {
-        "winner": ComparisonWinner.ERROR if failed else ComparisonWinner(result.winner),
-        "confidence": result.confidence,
-        "justification": result.justification,
-        "error_code": (result.error_code or "judge_error") if failed else None,
-    }
-    if judge_id:
-        values["judge_id"] = judge_id
-    return values
+    winner = ComparisonWinner.ERROR if failed else ComparisonWinner(result.winner)
+    error_code = (result.error_code or "judge_error") if failed else None
+    return winner.value, result.confidence, result.justification, error_code
 
 
 #: Only pairs still pending are updated; the correlation ids of those updated come back.
@@ -108,16 +103,18 @@ def _apply_postgresql(
     now: datetime,
 ) -> list[str]:
     """Record ``results`` on the pairs still pending, in one statement; returns their ids."""
-    values = [_values(r, None) for r in results.values()]
+    winners, confidences, justifications, error_codes = zip(
+        *map(_values, results.values()), strict=True
+    )
     return list(
         session.execute(
             _APPLY_POSTGRESQL,
             {
                 "rids": list(results),
-                "winners": [v["winner"].value for v in values],
-                "confidences": [v["confidence"] for v in values],
-                "justifications": [v["justification"] for v in values],
-                "error_codes": [v["error_code"] for v in values],
+                "winners": list(winners),
+                "confidences": list(confidences),
+                "justifications": list(justifications),
+                "error_codes": list(error_codes),
                 "judge_id": judge_id or None,
                 "completed_at": now,
                 "batch_id": batch_id,
@@ -158,11 +155,10 @@ def _apply_sqlite(
         pending.update({rid: pair_id for rid, pair_id in rows})
     if pending:
         completed_at = timestamp_text("sqlite", now)
-        params = []
-        for rid, pair_id in pending.items():
-            v = _values(results[rid], None)
-            params.append((v["winner"].value, v["confidence"], v["justification"],
-                           v["error_code"], judge_id or None, completed_at, pair_id))  # fmt: skip
+        params = [
+            (*_values(results[rid]), judge_id or None, completed_at, pair_id)
+            for rid, pair_id in pending.items()
+        ]
         session.connection().exec_driver_sql(_UPDATE_SQLITE, params)
     return list(pending)
 
