@@ -218,8 +218,7 @@ class SimulatedJudge:
         UsageError
             An essay id has no ability, or both positions hold the same essay.
         """
-        if request.essay_a_id == request.essay_b_id:
-            raise UsageError(f"essay {request.essay_a_id!r} cannot be compared with itself")
+        _check_distinct(request)
         theta_a = self._ability(request.essay_a_id)
         theta_b = self._ability(request.essay_b_id)
         draw = simulate_judgement(
@@ -232,17 +231,7 @@ class SimulatedJudge:
             error_rate=self.error_rate,
             lost_rate=self.lost_rate,
         )
-        cid = request.request_correlation_id
-        if draw.outcome == "lost":
-            return JudgeResult(cid, lost=True)
-        if draw.outcome == "error":
-            return JudgeResult(cid, error_code=SIMULATED_ERROR_CODE)
-        return JudgeResult(
-            cid,
-            winner=draw.outcome,
-            confidence=draw.confidence,
-            justification=_justification(request, draw.outcome, theta_a, theta_b, draw.p_a),
-        )
+        return _simulated_result(request, draw.outcome, draw.confidence, draw.p_a, theta_a, theta_b)
 
     def judge_many(self, requests: Sequence[PairRequest]) -> list[JudgeResult]:
         """Decide ``requests`` in bulk: the decisions :meth:`judge` makes one by one.
@@ -258,8 +247,7 @@ class SimulatedJudge:
             that only the failing ones become failed comparisons.
         """
         for request in requests:
-            if request.essay_a_id == request.essay_b_id:
-                raise UsageError(f"essay {request.essay_a_id!r} cannot be compared with itself")
+            _check_distinct(request)
         theta_a = [self._ability(r.essay_a_id) for r in requests]
         theta_b = [self._ability(r.essay_b_id) for r in requests]
         draws = simulate_judgements(
@@ -272,25 +260,44 @@ class SimulatedJudge:
             error_rate=self.error_rate,
             lost_rate=self.lost_rate,
         )
-        results = []
-        for i, request in enumerate(requests):
-            cid = request.request_correlation_id
-            outcome = draws.outcome[i]
-            if outcome == "lost":
-                results.append(JudgeResult(cid, lost=True))
-            elif outcome == "error":
-                results.append(JudgeResult(cid, error_code=SIMULATED_ERROR_CODE))
-            else:
-                p_a = float(draws.p_a[i])
-                results.append(
-                    JudgeResult(
-                        cid,
-                        winner=outcome,
-                        confidence=float(draws.confidence[i]),
-                        justification=_justification(request, outcome, theta_a[i], theta_b[i], p_a),
-                    )
-                )
-        return results
+        return [
+            _simulated_result(
+                request,
+                draws.outcome[i],
+                float(draws.confidence[i]),
+                float(draws.p_a[i]),
+                theta_a[i],
+                theta_b[i],
+            )
+            for i, request in enumerate(requests)
+        ]
+
+
+def _check_distinct(request: PairRequest) -> None:
+    if request.essay_a_id == request.essay_b_id:
+        raise UsageError(f"essay {request.essay_a_id!r} cannot be compared with itself")
+
+
+def _simulated_result(
+    request: PairRequest,
+    outcome: str,
+    confidence: float,
+    p_a: float,
+    theta_a: float,
+    theta_b: float,
+) -> JudgeResult:
+    """The simulated judge's answer: lost, a simulated error, or a winner with reasons."""
+    cid = request.request_correlation_id
+    if outcome == "lost":
+        return JudgeResult(cid, lost=True)
+    if outcome == "error":
+        return JudgeResult(cid, error_code=SIMULATED_ERROR_CODE)
+    return JudgeResult(
+        cid,
+        winner=outcome,
+        confidence=confidence,
+        justification=_justification(request, outcome, theta_a, theta_b, p_a),
+    )
 
 
 def _simulated(abilities: Mapping[str, float] | None, seed: int, **params: Any) -> Judge:
