@@ -236,15 +236,12 @@ class _Meetings:
         self._scratch[partners] = 0
         return out
 
-    def add(self, i: int, j: int, delta: int = 1) -> None:
-        self._met.setdefault(i, {})[j] = self.get(i, j) + delta
-        self._met.setdefault(j, {})[i] = self.get(j, i) + delta
-
     def add_ids(self, a: Hashable, b: Hashable, delta: int) -> None:
-        """:meth:`add` by essay id; pairs with an essay outside ``ids`` are not tracked."""
+        """Count ``delta`` more meetings of a and b (untracked if either is not in ``ids``)."""
         i, j = self.index.get(a), self.index.get(b)
         if i is not None and j is not None:
-            self.add(i, j, delta)
+            self._met.setdefault(i, {})[j] = self.get(i, j) + delta
+            self._met.setdefault(j, {})[i] = self.get(j, i) + delta
 
 
 def _free_candidates(order: np.ndarray, free: np.ndarray, front: int, i: int) -> np.ndarray:
