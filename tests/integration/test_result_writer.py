@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cjlib.db.models import CJComparisonPair, utc_now
 from cjlib.judges import JudgeResult
 from cjlib.workflow import execute_batch
 from cjlib.workflow.results import ResultWriter
@@ -52,7 +56,9 @@ def test_a_flush_applies_pending_results_once_and_counters_equal_rows(engine, tm
         writer.add(JudgeResult(cid, winner="essay_b", confidence=0.75, justification="why"))
     writer.add(JudgeResult(cids[8], error_code="judge_exception", justification="boom"))
     writer.add(JudgeResult(str(uuid.uuid4()), winner="essay_a"))  # no such pair
+    before = utc_now()
     assert writer.flush() == 9
+    after = utc_now()
     assert (writer.counts.applied, writer.counts.decided, writer.counts.failed) == (9, 8, 1)
     assert writer.counts.duplicates == 1
     assert _state(engine, batch_id) == (8, 1)
@@ -75,7 +81,14 @@ def test_a_flush_applies_pending_results_once_and_counters_equal_rows(engine, tm
     assert (failed.winner, failed.error_code, failed.justification) == (
         "error", "judge_exception", "boom",
     )  # fmt: skip
-    assert all(r.completed_at is not None for r in decided.values())
+    # Read back through the ORM's type: the bulk write stores what it parses, to the moment.
+    with Session(engine) as session:
+        stamps = session.scalars(
+            select(CJComparisonPair.completed_at).where(
+                CJComparisonPair.request_correlation_id.in_(cids[:9])
+            )
+        ).all()
+    assert len(stamps) == 9 and all(before <= t <= after for t in stamps)
 
     # A second answer for a decided pair changes nothing; the rest are applied.
     again = ResultWriter(engine, batch_id, flush_size=10_000)
